@@ -1,0 +1,68 @@
+"""The exception tree of nfmp_client.
+
+Every error the library raises on purpose derives from :class:`NfmpError`, split by what the caller can do
+about it::
+
+    NfmpError
+     └── ProtocolError            the server (or something pretending to be it) sent something we cannot use
+          └── MalformedMessage    one message could not be decoded; it is kept on the exception for inspection
+
+Errors from the libraries underneath (lxml, stomp.py) are translated at the boundary where they happen and
+chained with ``raise ... from``, so callers only ever need to catch this family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = ["MalformedMessage", "NfmpError", "ProtocolError"]
+
+
+class NfmpError(Exception):
+    """Root of every exception that nfmp_client raises on purpose."""
+
+
+class ProtocolError(NfmpError):
+    """The peer sent something that does not follow the NFM-P JMS/STOMP conventions."""
+
+
+class MalformedMessage(ProtocolError, ValueError):
+    """A message could not be decoded into an event.
+
+    The message is never lost: the exception carries the raw payload and the STOMP headers exactly as they
+    arrived, so the application can log, store or re-examine it. ``str()`` of the exception gives the reason
+    and the payload size, never the payload itself (it may be megabytes long).
+
+    Also a :class:`ValueError`, because that is what a caller of a decoding function expects for bad input.
+
+    Attributes:
+        reason: A one-line, human-readable explanation of what is wrong with the message.
+        payload: The message body as received (``bytes``; a ``str`` body is kept UTF-8 encoded).
+        headers: The STOMP headers of the message, as received.
+    """
+
+    reason: str
+    payload: bytes
+    headers: Mapping[str, str]
+
+    def __init__(
+        self, reason: str, *, payload: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.payload = payload
+        self.headers = dict(headers) if headers is not None else {}
+
+    def __str__(self) -> str:
+        return f"malformed NFM-P message ({len(self.payload)} bytes): {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"MalformedMessage(reason={self.reason!r}, payload=<{len(self.payload)} bytes>)"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only fields would be lost by the default Exception pickling (it replays ``args`` only).
+        return (_rebuild_malformed, (self.reason, self.payload, dict(self.headers)))
+
+
+def _rebuild_malformed(reason: str, payload: bytes, headers: dict[str, str]) -> MalformedMessage:
+    return MalformedMessage(reason, payload=payload, headers=headers)
