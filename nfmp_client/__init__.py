@@ -1,0 +1,89 @@
+"""nfmp_client: consume a Nokia NFM-P (5620 SAM) JMS event stream over STOMP without silently losing sync.
+
+Layering (imports point down, data flows up):
+
+* ``_events``: the model, frozen event values; knows nothing of the wire.
+* ``_codec``: STOMP headers + SOAP/XML body <-> events; the only module that touches lxml.
+* ``_exceptions``: the ``NfmpError`` tree.
+
+This module only gathers the public names. Everything not listed in ``__all__`` is private.
+"""
+
+from types import FunctionType as _FunctionType
+
+from ._codec import (
+    DEFAULT_MAX_MESSAGE_BYTES as DEFAULT_MAX_MESSAGE_BYTES,
+    NFMP_NAMESPACE as NFMP_NAMESPACE,
+    SOAP_NAMESPACE as SOAP_NAMESPACE,
+    EncodedMessage as EncodedMessage,
+    EventCodec as EventCodec,
+    decode_message as decode_message,
+    encode_event as encode_event,
+)
+from ._events import (
+    AlarmStatusChange as AlarmStatusChange,
+    AttributeChange as AttributeChange,
+    AttributeValue as AttributeValue,
+    AttributeValueChange as AttributeValueChange,
+    DataEvent as DataEvent,
+    Event as Event,
+    EventHeader as EventHeader,
+    EventVessel as EventVessel,
+    FileAvailableEvent as FileAvailableEvent,
+    JmsMissedEvents as JmsMissedEvents,
+    KeepAliveEvent as KeepAliveEvent,
+    ObjectCreation as ObjectCreation,
+    ObjectDeletion as ObjectDeletion,
+    SystemEvent as SystemEvent,
+    SystemInfoEvent as SystemInfoEvent,
+    TerminateClientSession as TerminateClientSession,
+    UnknownEvent as UnknownEvent,
+    epoch_ms_to_datetime as epoch_ms_to_datetime,
+    is_system_event as is_system_event,
+)
+from ._exceptions import (
+    MalformedMessage as MalformedMessage,
+    NfmpError as NfmpError,
+    ProtocolError as ProtocolError,
+)
+from ._version import __version__ as __version__
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "NFMP_NAMESPACE",
+    "SOAP_NAMESPACE",
+    "AlarmStatusChange",
+    "AttributeChange",
+    "AttributeValue",
+    "AttributeValueChange",
+    "DataEvent",
+    "EncodedMessage",
+    "Event",
+    "EventCodec",
+    "EventHeader",
+    "EventVessel",
+    "FileAvailableEvent",
+    "JmsMissedEvents",
+    "KeepAliveEvent",
+    "MalformedMessage",
+    "NfmpError",
+    "ObjectCreation",
+    "ObjectDeletion",
+    "ProtocolError",
+    "SystemEvent",
+    "SystemInfoEvent",
+    "TerminateClientSession",
+    "UnknownEvent",
+    "__version__",
+    "decode_message",
+    "encode_event",
+    "epoch_ms_to_datetime",
+    "is_system_event",
+]
+
+# Tracebacks and reprs show the public path (nfmp_client.EventHeader), not the private module.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, (type, _FunctionType)):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -1,0 +1,613 @@
+"""Wire format: STOMP headers + SOAP/XML body <-> event values.
+
+The only module that knows the NFM-P message layout, the JMS property names and lxml.
+
+Decoding is hardened against hostile input: the body size is checked before parsing; the parser never
+resolves entities, loads a DTD or touches the network; a document with a document type declaration is refused
+outright (NFM-P never sends one, and that is where entity attacks live); libxml2's own depth and node-size
+limits stay on (``huge_tree=False``). Every way a message can be wrong ends in :class:`MalformedMessage`,
+which keeps the payload.
+
+Header properties come from the STOMP frame headers first (that is where NFM-P's JMS properties arrive) and
+from the copy in the SOAP ``<header>`` element where the frame does not carry them.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Final
+
+import attrs
+from attrs import field, frozen
+from lxml import etree
+
+from ._events import (
+    AlarmStatusChange,
+    AttributeChange,
+    AttributeValue,
+    AttributeValueChange,
+    Event,
+    EventHeader,
+    EventVessel,
+    FileAvailableEvent,
+    JmsMissedEvents,
+    KeepAliveEvent,
+    ObjectCreation,
+    ObjectDeletion,
+    SystemInfoEvent,
+    TerminateClientSession,
+    UnknownEvent,
+)
+from ._exceptions import MalformedMessage
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "NFMP_NAMESPACE",
+    "SOAP_NAMESPACE",
+    "EncodedMessage",
+    "EventCodec",
+    "decode_message",
+    "encode_event",
+]
+
+SOAP_NAMESPACE: Final = "http://schemas.xmlsoap.org/soap/envelope/"
+"""The SOAP 1.1 envelope namespace NFM-P messages use."""
+NFMP_NAMESPACE: Final = "xmlapi_1.0"
+"""The namespace of NFM-P's header and event elements."""
+DEFAULT_MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
+"""Messages larger than this (4 MiB) are refused before parsing unless the codec is configured otherwise."""
+
+_ENVELOPE = f"{{{SOAP_NAMESPACE}}}Envelope"
+_SOAP_HEADER = f"{{{SOAP_NAMESPACE}}}Header"
+_SOAP_BODY = f"{{{SOAP_NAMESPACE}}}Body"
+_API = f"{{{NFMP_NAMESPACE}}}"
+_API_LEN = len(_API)
+_API_HEADER = _API + "header"
+_API_JMS = _API + "jms"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_MS = timedelta(milliseconds=1)
+
+# The header properties that have a typed field on EventHeader (MTOSI_osTime is handled on its own).
+_EVENT_NAME = "eventName"
+_OBJECT_TYPE = "MTOSI_objectType"
+_NT_TYPE = "MTOSI_NTType"
+_CATEGORY = "ALA_category"
+_CLIENT_ID = "ALA_clientId"
+_OS_TIME = "MTOSI_osTime"
+
+# lxml parsers may be shared between threads: each thread gets its own libxml2 parser context.
+_PARSER: Final = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+    collect_ids=False,
+)
+
+
+class _Invalid(Exception):
+    """Raised inside the decoder; turned into MalformedMessage (with the payload) at the boundary."""
+
+
+@frozen(kw_only=True)
+class EncodedMessage:
+    """An event ready for the wire: the STOMP headers (JMS properties) and the SOAP body."""
+
+    headers: Mapping[str, str] = field(hash=False)
+    """The header properties to send as STOMP headers (``eventName``, ``MTOSI_*``, ``ALA_*``)."""
+    body: bytes
+    """The SOAP envelope, UTF-8 encoded, with an XML declaration."""
+
+
+def _positive(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be a positive number of bytes, got {value!r}")
+
+
+@frozen(kw_only=True)
+class EventCodec:
+    """Decodes NFM-P messages into events and encodes events into messages.
+
+    Stateless apart from its limits, and safe to share between threads.
+    """
+
+    max_message_bytes: int = field(default=DEFAULT_MAX_MESSAGE_BYTES, validator=_positive)
+    """The largest body, in bytes, that :meth:`decode` will parse; larger ones are refused unread."""
+
+    def decode(self, headers: Mapping[str, str], body: bytes | str) -> Event:
+        """Turn one received message into an event.
+
+        Args:
+            headers: The STOMP frame headers as received.
+            body: The frame body; ``str`` bodies (stomp.py decodes by default) are read as UTF-8.
+
+        Returns:
+            The event. Event elements this version does not model become :class:`UnknownEvent`.
+
+        Raises:
+            MalformedMessage: The body is too large, not well-formed XML, declares a DTD, is not an NFM-P SOAP
+                event, or has fields that cannot be read. The exception carries the payload and headers.
+        """
+        payload = _as_bytes(body, headers)
+        if len(payload) > self.max_message_bytes:
+            raise MalformedMessage(
+                f"message body of {len(payload)} bytes exceeds the limit of {self.max_message_bytes} bytes",
+                payload=payload,
+                headers=headers,
+            )
+        try:
+            root = etree.fromstring(payload, _PARSER)
+        except (etree.XMLSyntaxError, etree.ParserError, ValueError, LookupError) as exc:
+            reason = f"not well-formed XML: {_shorten(str(exc))}"
+            raise MalformedMessage(reason, payload=payload, headers=headers) from exc
+        if root.getroottree().docinfo.internalDTD is not None:
+            raise MalformedMessage(
+                "the document declares a DTD, which NFM-P messages never do (refused: entity attacks)",
+                payload=payload,
+                headers=headers,
+            )
+        try:
+            return _decode_envelope(root, headers)
+        except _Invalid as exc:
+            raise MalformedMessage(str(exc), payload=payload, headers=headers) from None
+
+    def encode(self, event: Event) -> EncodedMessage:
+        """Turn an event into the headers and body NFM-P would send for it.
+
+        The STOMP headers and the SOAP ``<header>`` carry the same properties. ``header.stomp_headers`` of
+        the event is not written (it describes a received frame). The contained events of an
+        :class:`EventVessel` are written without headers, as on the wire.
+
+        Raises:
+            ValueError: A name or value cannot be represented (not a valid XML name, a character XML cannot
+                carry, a header property given twice, a body field that collides with a typed field).
+        """
+        properties = _header_properties(event.header)
+        envelope = etree.Element(_ENVELOPE, nsmap={"SOAP": SOAP_NAMESPACE})
+        soap_header = etree.SubElement(envelope, _SOAP_HEADER)
+        api_header = etree.SubElement(soap_header, _API_HEADER, nsmap={None: NFMP_NAMESPACE})
+        for name, value in properties.items():
+            etree.SubElement(api_header, _API + name).text = value
+        soap_body = etree.SubElement(envelope, _SOAP_BODY)
+        jms = etree.SubElement(soap_body, _API_JMS, nsmap={None: NFMP_NAMESPACE})
+        _encode_event(jms, event, in_vessel=False)
+        body = etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
+        return EncodedMessage(headers=properties, body=body)
+
+
+_DEFAULT_CODEC: Final = EventCodec()
+
+
+def decode_message(
+    headers: Mapping[str, str], body: bytes | str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> Event:
+    """Decode one message with the default limits; see :meth:`EventCodec.decode`.
+
+    Raises:
+        MalformedMessage: The message cannot be decoded; the exception keeps the payload.
+    """
+    codec = (
+        _DEFAULT_CODEC
+        if max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES
+        else EventCodec(max_message_bytes=max_message_bytes)
+    )
+    return codec.decode(headers, body)
+
+
+def encode_event(event: Event) -> EncodedMessage:
+    """Encode one event; see :meth:`EventCodec.encode`.
+
+    Raises:
+        ValueError: A name or value of the event cannot be represented on the wire.
+    """
+    return _DEFAULT_CODEC.encode(event)
+
+
+# --------------------------------------------------------------------------------------------- decoding
+
+
+def _as_bytes(body: bytes | str, headers: Mapping[str, str]) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    try:
+        return body.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MalformedMessage(
+            f"body text cannot be encoded as UTF-8: {exc.reason}",
+            payload=body.encode("utf-8", "backslashreplace"),
+            headers=headers,
+        ) from None
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    # libxml2 quotes pieces of the input in its messages: keep reasons one readable line.
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _local(element: etree._Element) -> str:
+    tag = element.tag
+    if type(tag) is str and tag.startswith(_API):
+        return tag[_API_LEN:]
+    if type(tag) is not str:
+        raise _Invalid("unexpected non-element node (entity reference) in the event")
+    raise _Invalid(f"element {tag!r} is outside the NFM-P namespace {NFMP_NAMESPACE!r}")
+
+
+def _value(element: etree._Element) -> AttributeValue:
+    if len(element):
+        return tuple((_local(child), _value(child)) for child in element)
+    return element.text or ""
+
+
+def _fields(element: etree._Element) -> dict[str, AttributeValue]:
+    # The hot loop of decoding (an alarm has ~25 attributes): the namespace check is inlined.
+    fields: dict[str, AttributeValue] = {}
+    for child in element:
+        tag = child.tag
+        if tag[:_API_LEN] != _API:
+            _local(child)  # raises the precise error
+        name = tag[_API_LEN:]
+        if name in fields:
+            raise _Invalid(f"field {name!r} appears twice in <{_local(element)}>")
+        fields[name] = _value(child) if len(child) else (child.text or "")
+    return fields
+
+
+def _pop_text(fields: dict[str, AttributeValue], name: str) -> str | None:
+    value = fields.pop(name, None)
+    if value is None or isinstance(value, str):
+        return value
+    raise _Invalid(f"field {name!r} must be text, not a structure")
+
+
+def _decode_envelope(root: etree._Element, stomp_headers: Mapping[str, str]) -> Event:
+    if root.tag != _ENVELOPE:
+        raise _Invalid(f"root element is {root.tag!r}, expected a SOAP 1.1 Envelope ({SOAP_NAMESPACE})")
+    soap_header = soap_body = None
+    for child in root:
+        if child.tag == _SOAP_BODY and soap_body is None:
+            soap_body = child
+        elif child.tag == _SOAP_HEADER and soap_header is None:
+            soap_header = child
+    if soap_body is None:
+        raise _Invalid("the SOAP envelope has no Body")
+
+    properties: dict[str, str] = {}
+    if soap_header is not None:
+        for api_header in soap_header:
+            if api_header.tag == _API_HEADER:
+                for prop in api_header:
+                    tag = prop.tag
+                    if tag[:_API_LEN] == _API:
+                        name = tag[_API_LEN:]
+                        if name not in properties:
+                            properties[name] = prop.text or ""
+                break
+    for name, value in stomp_headers.items():
+        if name[:4] == "ALA_" or name[:6] == "MTOSI_" or name == _EVENT_NAME:
+            properties[name] = value  # the frame wins over the SOAP copy
+    header = _make_header(properties, stomp_headers)
+
+    jms = None
+    for child in soap_body:
+        if child.tag == _API_JMS:
+            jms = child
+            break
+    if jms is None:
+        raise _Invalid(f"the SOAP Body has no <jms xmlns={NFMP_NAMESPACE!r}> element")
+    if len(jms) != 1:
+        raise _Invalid(f"<jms> must hold exactly one event element, it holds {len(jms)}")
+    return _decode_event(jms[0], header, in_vessel=False)
+
+
+def _make_header(properties: dict[str, str], stomp_headers: Mapping[str, str]) -> EventHeader:
+    os_time = None
+    raw_time = properties.get(_OS_TIME)
+    if raw_time is not None:
+        os_time = _parse_epoch_ms(raw_time)
+        if os_time is not None or not raw_time:
+            del properties[_OS_TIME]  # an unreadable time stays in ``extra``, exactly as sent
+    return EventHeader(
+        event_name=properties.pop(_EVENT_NAME, ""),
+        object_type=properties.pop(_OBJECT_TYPE, ""),
+        nt_type=properties.pop(_NT_TYPE, ""),
+        category=properties.pop(_CATEGORY, ""),
+        client_id=properties.pop(_CLIENT_ID, ""),
+        os_time=os_time,
+        extra=properties,
+        stomp_headers=dict(stomp_headers),
+    )
+
+
+def _parse_epoch_ms(value: str) -> datetime | None:
+    digits = value[1:] if value[:1] == "-" else value
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    try:
+        return _EPOCH + int(value) * _ONE_MS
+    except OverflowError:
+        return None
+
+
+_Decoder = Callable[[etree._Element, EventHeader, bool], Event]
+
+
+def _decode_event(element: etree._Element, header: EventHeader, *, in_vessel: bool) -> Event:
+    name = _local(element)
+    decoder = _DECODERS.get(name)
+    if decoder is None:
+        return _unknown(element, header, in_vessel)
+    return decoder(element, header, in_vessel)
+
+
+def _unknown(element: etree._Element, header: EventHeader, _in_vessel: bool) -> Event:
+    # A copy on its own, without the declarations it inherits but does not use (the envelope's SOAP prefix).
+    alone = copy.deepcopy(element)
+    etree.cleanup_namespaces(alone)
+    xml = etree.tostring(alone, encoding="unicode", with_tail=False)
+    return UnknownEvent(header=header, element_name=_local(element), xml=xml)
+
+
+def _keep_alive(_element: etree._Element, header: EventHeader, _in_vessel: bool) -> Event:
+    return KeepAliveEvent(header=header)
+
+
+def _state_change(element: etree._Element, header: EventHeader, in_vessel: bool) -> Event:
+    fields = _fields(element)
+    event_name = fields.get("eventName")
+    if event_name == "JmsMissedEvents" or (event_name is None and fields.get("state") == "jmsMissedEvents"):
+        fields.pop("eventName", None)
+        return JmsMissedEvents(header=header, attributes=fields)
+    if event_name == "SystemInfoEvent":
+        del fields["eventName"]
+        return SystemInfoEvent(
+            header=header,
+            sys_start_time=_pop_text(fields, "sysStartTime"),
+            jms_start_time=_pop_text(fields, "jmsStartTime"),
+            sys_primary_ip=_pop_text(fields, "sysPrimaryIp"),
+            attributes=fields,
+        )
+    return _unknown(element, header, in_vessel)
+
+
+def _terminate(element: etree._Element, header: EventHeader, _in_vessel: bool) -> Event:
+    fields = _fields(element)
+    client_id = _pop_text(fields, "clientId")
+    return TerminateClientSession(
+        header=header, client_id=header.client_id if client_id is None else client_id, attributes=fields
+    )
+
+
+def _creation(element: etree._Element, header: EventHeader, _in_vessel: bool) -> Event:
+    if len(element) != 1:
+        raise _Invalid(f"<objectCreationEvent> must hold exactly one object element, it holds {len(element)}")
+    obj = element[0]
+    return ObjectCreation(header=header, object_class=_local(obj), attributes=_fields(obj))
+
+
+def _deletion(element: etree._Element, header: EventHeader, _in_vessel: bool) -> Event:
+    fields = _fields(element)
+    full_name = _pop_text(fields, "objectFullName") or ""
+    return ObjectDeletion(header=header, object_full_name=full_name, attributes=fields)
+
+
+def _attribute_change(element: etree._Element) -> AttributeChange:
+    name = None
+    values: dict[str, AttributeValue] = {}
+    for child in element:
+        local = _local(child)
+        if local in ("newValue", "oldValue"):
+            if local not in values:
+                # The value is wrapped in one element (named after the attribute or its type).
+                values[local] = _value(child[0]) if len(child) == 1 else _value(child)
+        elif name is None:
+            if len(child):
+                raise _Invalid("the name of a changed attribute must be text")
+            name = child.text or ""
+    if name is None:
+        raise _Invalid("an <attribute> of an attributeValueChangeEvent has no name")
+    return AttributeChange(name=name, new_value=values.get("newValue"), old_value=values.get("oldValue"))
+
+
+def _value_change(element: etree._Element, header: EventHeader, _in_vessel: bool) -> Event:
+    full_name = ""
+    changes = []
+    fields: dict[str, AttributeValue] = {}
+    seen_full_name = False
+    for child in element:
+        local = _local(child)
+        if local == "attribute":
+            changes.append(_attribute_change(child))
+        elif local == "objectFullName" and not seen_full_name:
+            if len(child):
+                raise _Invalid("field 'objectFullName' must be text, not a structure")
+            full_name, seen_full_name = child.text or "", True
+        elif local in fields or local == "objectFullName":
+            raise _Invalid(f"field {local!r} appears twice in <attributeValueChangeEvent>")
+        else:
+            fields[local] = _value(child)
+    return AttributeValueChange(
+        header=header, object_full_name=full_name, changes=tuple(changes), attributes=fields
+    )
+
+
+def _alarm_status(element: etree._Element, header: EventHeader, _in_vessel: bool) -> Event:
+    fields = _fields(element)
+    full_name = _pop_text(fields, "objectFullName") or ""
+    return AlarmStatusChange(header=header, object_full_name=full_name, attributes=fields)
+
+
+def _file_available(element: etree._Element, header: EventHeader, _in_vessel: bool) -> Event:
+    fields = _fields(element)
+    file_name = _pop_text(fields, "fileName") or ""
+    return FileAvailableEvent(header=header, file_name=file_name, attributes=fields)
+
+
+def _vessel(element: etree._Element, header: EventHeader, in_vessel: bool) -> Event:
+    if in_vessel:
+        raise _Invalid("an eventVessel cannot contain another eventVessel")
+    events = tuple(_decode_event(child, _member_header(child, header), in_vessel=True) for child in element)
+    return EventVessel(header=header, events=events)
+
+
+# Contained events of a vessel have no header; their event_name comes from the element.
+_MEMBER_EVENT_NAMES: Final = {
+    "keepAliveEvent": "KeepAliveEvent",
+    "objectCreationEvent": "ObjectCreation",
+    "objectDeletionEvent": "ObjectDeletion",
+    "attributeValueChangeEvent": "AttributeValueChange",
+    "alarmStatusChangeEvent": "AlarmStatusChange",
+    "fileAvailableEvent": "FileAvailableEvent",
+    "terminateClientSessionEvent": "TerminateClientSession",
+}
+
+
+def _member_header(element: etree._Element, vessel_header: EventHeader) -> EventHeader:
+    local = _local(element)
+    event_name = _MEMBER_EVENT_NAMES.get(local, local)
+    if local == "stateChangeEvent":
+        for child in element:
+            if child.tag == _API + "eventName":
+                event_name = child.text or ""
+                break
+    return EventHeader(
+        event_name=event_name, os_time=vessel_header.os_time, client_id=vessel_header.client_id
+    )
+
+
+_DECODERS: Final[dict[str, _Decoder]] = {
+    "keepAliveEvent": _keep_alive,
+    "stateChangeEvent": _state_change,
+    "terminateClientSessionEvent": _terminate,
+    "objectCreationEvent": _creation,
+    "objectDeletionEvent": _deletion,
+    "attributeValueChangeEvent": _value_change,
+    "alarmStatusChangeEvent": _alarm_status,
+    "fileAvailableEvent": _file_available,
+    "eventVessel": _vessel,
+}
+
+
+# --------------------------------------------------------------------------------------------- encoding
+
+
+def _header_properties(header: EventHeader) -> dict[str, str]:
+    properties = {
+        _EVENT_NAME: header.event_name,
+        _OBJECT_TYPE: header.object_type,
+        _NT_TYPE: header.nt_type,
+        _CATEGORY: header.category,
+        _CLIENT_ID: header.client_id,
+    }
+    if header.os_time is not None:
+        properties[_OS_TIME] = str((header.os_time - _EPOCH) // _ONE_MS)
+    for name, value in header.extra.items():
+        if name in properties:
+            raise ValueError(f"header property {name!r} is given twice (as a typed field and in extra)")
+        properties[name] = value
+    return properties
+
+
+def _sub(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
+    element = etree.SubElement(parent, _API + name)
+    if text:
+        element.text = text
+    return element
+
+
+def _write_value(element: etree._Element, value: AttributeValue) -> None:
+    if isinstance(value, str):
+        if value:
+            element.text = value
+        return
+    if not value:
+        raise ValueError("a structured attribute value must have at least one member; use '' for empty")
+    for name, member in value:
+        _write_value(_sub(element, name), member)
+
+
+def _write_fields(
+    parent: etree._Element, fields: Mapping[str, AttributeValue], reserved: Iterable[str] = ()
+) -> None:
+    for name in reserved:
+        if name in fields:
+            raise ValueError(f"body field {name!r} collides with a typed field of the event")
+    for name, value in fields.items():
+        _write_value(_sub(parent, name), value)
+
+
+def _encode_event(jms: etree._Element, event: Event, *, in_vessel: bool) -> None:
+    match event:
+        case KeepAliveEvent():
+            _sub(jms, "keepAliveEvent")
+        case JmsMissedEvents(attributes=attributes):
+            element = _sub(jms, "stateChangeEvent")
+            _sub(element, "eventName", "JmsMissedEvents")
+            _write_fields(element, attributes, ("eventName",))
+        case SystemInfoEvent():
+            element = _sub(jms, "stateChangeEvent")
+            _sub(element, "eventName", "SystemInfoEvent")
+            for name, value in (
+                ("sysPrimaryIp", event.sys_primary_ip),
+                ("jmsStartTime", event.jms_start_time),
+                ("sysStartTime", event.sys_start_time),
+            ):
+                if value is not None:
+                    _sub(element, name, value)
+            _write_fields(
+                element, event.attributes, ("eventName", "sysPrimaryIp", "jmsStartTime", "sysStartTime")
+            )
+        case TerminateClientSession(client_id=client_id, attributes=attributes):
+            element = _sub(jms, "terminateClientSessionEvent")
+            _sub(element, "clientId", client_id)
+            _write_fields(element, attributes, ("clientId",))
+        case ObjectCreation(object_class=object_class, attributes=attributes):
+            _write_fields(_sub(_sub(jms, "objectCreationEvent"), object_class), attributes)
+        case ObjectDeletion(object_full_name=full_name, attributes=attributes):
+            element = _sub(jms, "objectDeletionEvent")
+            _sub(element, "objectFullName", full_name)
+            _write_fields(element, attributes, ("objectFullName",))
+        case AttributeValueChange(object_full_name=full_name, changes=changes, attributes=attributes):
+            element = _sub(jms, "attributeValueChangeEvent")
+            _sub(element, "objectFullName", full_name)
+            for change in changes:
+                attribute = _sub(element, "attribute")
+                _sub(attribute, "name", change.name)
+                for wrapper, wrapped in (("newValue", change.new_value), ("oldValue", change.old_value)):
+                    if wrapped is not None:
+                        _write_value(_sub(_sub(attribute, wrapper), change.name), wrapped)
+            _write_fields(element, attributes, ("objectFullName", "attribute"))
+        case AlarmStatusChange(object_full_name=full_name, attributes=attributes):
+            element = _sub(jms, "alarmStatusChangeEvent")
+            _sub(element, "objectFullName", full_name)
+            _write_fields(element, attributes, ("objectFullName",))
+        case FileAvailableEvent(file_name=file_name, attributes=attributes):
+            element = _sub(jms, "fileAvailableEvent")
+            _sub(element, "fileName", file_name)
+            _write_fields(element, attributes, ("fileName",))
+        case EventVessel(events=events):
+            if in_vessel:
+                raise ValueError("an EventVessel cannot contain another EventVessel")
+            element = _sub(jms, "eventVessel")
+            for member in events:
+                _encode_event(element, member, in_vessel=True)
+        case UnknownEvent(element_name=element_name, xml=xml):
+            jms.append(_parse_unknown(element_name, xml))
+
+
+def _parse_unknown(element_name: str, xml: str) -> etree._Element:
+    try:
+        element = etree.fromstring(xml.encode("utf-8"), _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise ValueError(f"UnknownEvent.xml is not well-formed XML: {exc}") from exc
+    if element.tag != _API + element_name:
+        raise ValueError(
+            f"UnknownEvent.xml must be one <{element_name} xmlns={NFMP_NAMESPACE!r}> element, "
+            f"got {element.tag!r}"
+        )
+    return element

@@ -1,0 +1,191 @@
+"""Hostile inputs: the decoder refuses each with MalformedMessage, fetches nothing and expands nothing."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nfmp_client import (
+    EventCodec,
+    KeepAliveEvent,
+    MalformedMessage,
+    ObjectDeletion,
+    decode_message,
+    encode_event,
+)
+
+from .test_codec import ENVELOPE, soap
+
+VALID = encode_event(ObjectDeletion(object_full_name="network:10.0.0.1|port-1")).body
+
+
+def with_doctype(doctype: str, field: str) -> bytes:
+    """A well-formed NFM-P message preceded by *doctype*, with *field* as an object name."""
+    body = f"<objectDeletionEvent><objectFullName>{field}</objectFullName></objectDeletionEvent>"
+    return (doctype + ENVELOPE.format(header="", body=body)).encode()
+
+
+def refuse(body: bytes, reason: str = "") -> MalformedMessage:
+    with pytest.raises(MalformedMessage) as info:
+        decode_message({}, body)
+    assert reason in info.value.reason
+    return info.value
+
+
+def assert_refused_as_entity_attack(error: MalformedMessage) -> None:
+    # Either our DTD refusal or libxml2's own amplification guard (which may fire first) stops it.
+    assert "declares a DTD" in error.reason or "amplification" in error.reason, error.reason
+
+
+@pytest.fixture
+def http_server() -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP server that records every request made to it."""
+    requests: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'<!ENTITY leak "fetched">')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", requests
+    server.shutdown()
+    server.server_close()
+
+
+class TestExternalEntities:
+    def test_xxe_file(self, tmp_path: Path) -> None:
+        """An external entity naming a local file is refused and the file's content appears nowhere."""
+        secret = tmp_path / "secret.txt"
+        secret.write_text("TOP-SECRET-42")
+        body = with_doctype(f'<!DOCTYPE x [<!ENTITY xxe SYSTEM "file://{secret}">]>', "&xxe;")
+
+        error = refuse(body, "declares a DTD")
+
+        assert "TOP-SECRET-42" not in str(error) + repr(error) + error.reason
+
+    @pytest.mark.parametrize(
+        "doctype",
+        [
+            '<!DOCTYPE x [<!ENTITY xxe SYSTEM "{url}/entity">]>',
+            '<!DOCTYPE x SYSTEM "{url}/external.dtd">',
+            '<!DOCTYPE x [<!ENTITY % remote SYSTEM "{url}/param.dtd"> %remote;]>',
+        ],
+        ids=["general-entity", "external-dtd", "parameter-entity"],
+    )
+    def test_xxe_network(self, http_server: tuple[str, list[str]], doctype: str) -> None:
+        """External entities and DTDs over the network are refused, and nothing is fetched."""
+        url, requests = http_server
+        body = with_doctype(doctype.format(url=url), "&xxe;" if "xxe" in doctype else "x")
+
+        refuse(body)
+
+        assert requests == []
+
+
+class TestEntityExpansion:
+    def test_billion_laughs(self) -> None:
+        """The exponential entity bomb is refused without being expanded."""
+        levels = ['<!ENTITY lol0 "lol">'] + [
+            f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10)
+        ]
+        body = with_doctype(f"<!DOCTYPE lolz [{''.join(levels)}]>", "&lol9;")
+
+        assert_refused_as_entity_attack(refuse(body))
+
+    def test_quadratic_blowup(self) -> None:
+        """One large entity referenced many times is refused without being expanded."""
+        body = with_doctype(f'<!DOCTYPE q [<!ENTITY a "{"x" * 50_000}">]>', "&a;" * 20_000)
+
+        assert_refused_as_entity_attack(refuse(body))
+
+    def test_internal_dtd_without_entities(self) -> None:
+        """Any document type declaration is refused: NFM-P never sends one."""
+        refuse(with_doctype("<!DOCTYPE SOAP:Envelope>", "x"), "declares a DTD")
+
+    def test_undeclared_entity(self) -> None:
+        """A reference to an entity nobody declared is not well-formed."""
+        refuse(with_doctype("", "&undeclared;"), "not well-formed")
+
+
+class TestDamagedDocuments:
+    def test_every_truncation_is_malformed(self) -> None:
+        """Every proper prefix of a valid message is refused."""
+        for end in range(len(VALID) - 1):
+            refuse(VALID[:end])
+
+    def test_trailing_garbage(self) -> None:
+        """Content after the document element is refused."""
+        refuse(VALID + b"<extra/>", "not well-formed")
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            soap("<keepAliveEvent/>").replace(
+                b"http://schemas.xmlsoap.org/soap/envelope/", b"http://www.w3.org/2003/05/soap-envelope"
+            ),
+            soap("<keepAliveEvent/>").replace(b'<jms xmlns="xmlapi_1.0">', b'<jms xmlns="xmlapi_2.0">'),
+            soap("<keepAliveEvent/>").replace(b'xmlns="xmlapi_1.0"', b""),
+            soap('<objectCreationEvent><c xmlns="urn:other"/></objectCreationEvent>'),
+        ],
+        ids=["soap-1.2", "wrong-api-version", "no-namespace", "foreign-object-element"],
+    )
+    def test_wrong_namespace(self, body: bytes) -> None:
+        """Envelopes, wrappers and events outside the expected namespaces are refused."""
+        refuse(body)
+
+    def test_deep_nesting(self) -> None:
+        """Nesting deeper than libxml2's limit is refused, long before Python's recursion limit."""
+        deep = "<a>" * 5000 + "x" + "</a>" * 5000
+        refuse(soap(f"<objectCreationEvent><c>{deep}</c></objectCreationEvent>"))
+
+
+class TestEncodings:
+    def test_latin1_bytes_without_declaration(self) -> None:
+        """Bytes that are not UTF-8, in a document that does not declare its encoding, are refused."""
+        body = soap("<objectDeletionEvent><objectFullName>Z\xfcrich</objectFullName></objectDeletionEvent>")
+        refuse(body.replace("Z\xfcrich".encode(), b"Z\xfcrich"), "not well-formed")
+
+    @pytest.mark.parametrize("junk", [b"\xff\xfe\x00", b"\xc3\x28", b"\xed\xa0\x80", b"\x00"])
+    def test_invalid_utf8_sequences(self, junk: bytes) -> None:
+        """Invalid UTF-8 inside a text node is refused."""
+        refuse(soap("<fileAvailableEvent><fileName>X</fileName></fileAvailableEvent>").replace(b"X", junk))
+
+    def test_utf16_with_bom_is_valid_xml(self) -> None:
+        """A UTF-16 document with a byte-order mark is legitimate XML and decodes."""
+        body = ('<?xml version="1.0" encoding="UTF-16"?>' + soap("<keepAliveEvent/>").decode()).encode(
+            "utf-16"
+        )
+
+        assert isinstance(decode_message({}, body), KeepAliveEvent)
+
+
+class TestSize:
+    def test_fifty_megabytes_refused_unread(self) -> None:
+        """A 50 MB body is refused by size before any parsing, and kept on the error."""
+        body = b"<" + b"a" * (50 * 1024 * 1024)
+
+        error = refuse(body, "exceeds the limit of 4194304 bytes")
+
+        assert error.payload is body
+
+    @pytest.mark.slow
+    def test_huge_text_node_refused_even_with_a_raised_limit(self) -> None:
+        """With the size limit lifted, libxml2's own node-size limit still refuses a 50 MB text node."""
+        body = soap(
+            f"<fileAvailableEvent><fileName>{'a' * (50 * 1024 * 1024)}</fileName></fileAvailableEvent>"
+        )
+
+        with pytest.raises(MalformedMessage):
+            EventCodec(max_message_bytes=64 * 1024 * 1024).decode({}, body)
