@@ -143,7 +143,7 @@ class EventCodec:
         try:
             root = etree.fromstring(payload, _PARSER)
         except (etree.XMLSyntaxError, etree.ParserError, ValueError, LookupError) as exc:
-            reason = f"not well-formed XML: {_shorten(str(exc))}"
+            reason = f"not well-formed XML: {_shorten(getattr(exc, 'msg', None) or str(exc))}"
             raise MalformedMessage(reason, payload=payload, headers=headers) from exc
         if root.getroottree().docinfo.internalDTD is not None:
             raise MalformedMessage(
@@ -248,7 +248,7 @@ def _fields(element: etree._Element) -> dict[str, AttributeValue]:
     # The hot loop of decoding (an alarm has ~25 attributes): the namespace check is inlined.
     fields: dict[str, AttributeValue] = {}
     for child in element:
-        tag = child.tag
+        tag: str = child.tag  # type: ignore[assignment]  # always str: no comments, PIs or entities here
         if tag[:_API_LEN] != _API:
             _local(child)  # raises the precise error
         name = tag[_API_LEN:]
@@ -282,7 +282,7 @@ def _decode_envelope(root: etree._Element, stomp_headers: Mapping[str, str]) -> 
         for api_header in soap_header:
             if api_header.tag == _API_HEADER:
                 for prop in api_header:
-                    tag = prop.tag
+                    tag: str = prop.tag  # type: ignore[assignment]  # see _fields
                     if tag[:_API_LEN] == _API:
                         name = tag[_API_LEN:]
                         if name not in properties:

@@ -386,6 +386,7 @@ class TestMalformed:
         error = MalformedMessage("bad", payload=b"<x", headers={"a": "b"})
         copy = pickle.loads(pickle.dumps(error))
 
+        assert isinstance(copy, MalformedMessage)
         assert isinstance(copy, ValueError)
         assert (copy.reason, copy.payload, copy.headers) == ("bad", b"<x", {"a": "b"})
 

@@ -57,7 +57,7 @@ class TestEventHeader:
     def test_keyword_only(self) -> None:
         """Fields are keyword-only, so adding one never silently shifts positional arguments."""
         with pytest.raises(TypeError):
-            EventHeader("ObjectCreation")  # type: ignore[misc]
+            EventHeader("ObjectCreation")  # type: ignore[call-arg]
 
 
 class TestValues:

@@ -1,0 +1,186 @@
+// JMX admin for the nfmp_client dev/test broker (ActiveMQ Classic 5.17, which ships no web console).
+// Normally run through `scripts/broker admin ...`; by hand (Java 11+ source-file mode):
+//
+//   java -cp /usr/share/java/geronimo-jms_1.1_spec.jar AmqAdmin.java [--url JMX_URL] COMMAND
+//
+// Commands:
+//   list                      one line per client connection and per durable topic subscription
+//   close CLIENT_ID           stop the broker-side connection(s) with this client-id (the client sees a drop)
+//   rmsub CLIENT_ID SUBNAME   destroy an inactive durable subscription (refused while it is attached)
+//
+// Exit codes: 0 ok, 1 the broker refused or found nothing, 2 usage error, 3 cannot reach JMX.
+// The geronimo-jms jar on -cp lets a javax.jms.JMSException cause (e.g. "Durable consumer is in use") be
+// deserialised and shown instead of a ClassNotFoundException.
+
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Set;
+import javax.management.InstanceNotFoundException;
+import javax.management.MBeanException;
+import javax.management.MBeanServerConnection;
+import javax.management.ObjectName;
+import javax.management.remote.JMXConnector;
+import javax.management.remote.JMXConnectorFactory;
+import javax.management.remote.JMXServiceURL;
+
+public class AmqAdmin {
+    static final String DEFAULT_URL = "service:jmx:rmi:///jndi/rmi://127.0.0.1:11099/jmxrmi";
+    static final String USAGE =
+            "usage: AmqAdmin [--url JMX_URL] list | close CLIENT_ID | rmsub CLIENT_ID SUBNAME";
+
+    /** An expected failure: printed as one line on stderr, no stack trace. */
+    static final class Failure extends Exception {
+        private static final long serialVersionUID = 1L;
+        final int code;
+
+        Failure(int code, String message) {
+            super(message);
+            this.code = code;
+        }
+    }
+
+    public static void main(String[] argv) {
+        try {
+            run(new ArrayList<>(Arrays.asList(argv)));
+        } catch (Failure f) {
+            System.err.println("AmqAdmin: " + f.getMessage());
+            System.exit(f.code);
+        }
+    }
+
+    static void run(List<String> args) throws Failure {
+        String url = DEFAULT_URL;
+        if (args.size() >= 2 && args.get(0).equals("--url")) {
+            url = args.get(1);
+            args = args.subList(2, args.size());
+        }
+        if (args.isEmpty()) throw new Failure(2, USAGE);
+        String cmd = args.get(0);
+        int wanted = switch (cmd) {
+            case "list" -> 1;
+            case "close" -> 2;
+            case "rmsub" -> 3;
+            default -> throw new Failure(2, "unknown command '" + cmd + "'; " + USAGE);
+        };
+        if (args.size() != wanted) throw new Failure(2, "wrong number of arguments; " + USAGE);
+
+        JMXServiceURL serviceUrl;
+        try {
+            serviceUrl = new JMXServiceURL(url);
+        } catch (IOException e) {
+            throw new Failure(2, "bad JMX URL '" + url + "': " + e.getMessage());
+        }
+        JMXConnector jc;
+        try {
+            jc = JMXConnectorFactory.connect(serviceUrl);
+        } catch (IOException | SecurityException e) {
+            throw new Failure(3, "cannot connect to JMX at " + url + " (is the broker running?): "
+                    + rootCause(e));
+        }
+        try (jc) {
+            MBeanServerConnection s = jc.getMBeanServerConnection();
+            ObjectName broker = findBroker(s);
+            switch (cmd) {
+                case "list" -> list(s, broker);
+                case "close" -> close(s, broker, args.get(1));
+                default -> rmsub(s, broker, args.get(1), args.get(2));
+            }
+        } catch (Failure f) {
+            throw f;
+        } catch (IOException e) {
+            throw new Failure(3, "JMX connection to " + url + " failed: " + rootCause(e));
+        } catch (Exception e) {
+            throw new Failure(1, rootCause(e));
+        }
+    }
+
+    static ObjectName findBroker(MBeanServerConnection s) throws Exception {
+        ObjectName pattern = new ObjectName("org.apache.activemq:type=Broker,brokerName=*");
+        Set<ObjectName> brokers = s.queryNames(pattern, null);
+        if (brokers.isEmpty()) throw new Failure(1, "no ActiveMQ broker MBean (still starting?)");
+        return brokers.iterator().next();
+    }
+
+    static Set<ObjectName> connections(MBeanServerConnection s, ObjectName broker) throws Exception {
+        return s.queryNames(new ObjectName("org.apache.activemq:type=Broker,brokerName="
+                + broker.getKeyProperty("brokerName") + ",connector=clientConnectors,connectorName=*"
+                + ",connectionViewType=clientId,connectionName=*"), null);
+    }
+
+    /** Active and inactive durable topic subscriptions. */
+    static List<ObjectName> durables(MBeanServerConnection s, ObjectName broker) throws Exception {
+        List<ObjectName> out = new ArrayList<>();
+        for (String attr : new String[] {"DurableTopicSubscribers", "InactiveDurableTopicSubscribers"})
+            out.addAll(Arrays.asList((ObjectName[]) s.getAttribute(broker, attr)));
+        return out;
+    }
+
+    // A connection or subscription can go away between the query and the attribute reads: skip it then.
+    static void list(MBeanServerConnection s, ObjectName broker) throws Exception {
+        for (ObjectName n : connections(s, broker)) {
+            try {
+                System.out.printf("conn clientId=%s remote=%s connector=%s%n", s.getAttribute(n, "ClientId"),
+                        s.getAttribute(n, "RemoteAddress"), n.getKeyProperty("connectorName"));
+            } catch (InstanceNotFoundException gone) {
+                // closed meanwhile
+            }
+        }
+        for (ObjectName n : durables(s, broker)) {
+            try {
+                System.out.printf("durable clientId=%s sub=%s topic=%s active=%s pending=%s selector=%s%n",
+                        s.getAttribute(n, "ClientId"), s.getAttribute(n, "SubscriptionName"),
+                        s.getAttribute(n, "DestinationName"), s.getAttribute(n, "Active"),
+                        s.getAttribute(n, "PendingQueueSize"), s.getAttribute(n, "Selector"));
+            } catch (InstanceNotFoundException gone) {
+                // removed, or re-registered as active/inactive, meanwhile
+            }
+        }
+    }
+
+    static void close(MBeanServerConnection s, ObjectName broker, String clientId) throws Exception {
+        int closed = 0;
+        for (ObjectName n : connections(s, broker)) {
+            try {
+                if (clientId.equals(s.getAttribute(n, "ClientId"))) {
+                    s.invoke(n, "stop", null, null);
+                    closed++;
+                }
+            } catch (InstanceNotFoundException gone) {
+                // closed meanwhile
+            }
+        }
+        if (closed == 0) throw new Failure(1, "no connection with clientId=" + clientId);
+        System.out.println("closed " + closed + " connection(s) of clientId=" + clientId);
+    }
+
+    static void rmsub(MBeanServerConnection s, ObjectName broker, String clientId, String sub)
+            throws Exception {
+        boolean found = false;
+        for (ObjectName n : durables(s, broker)) {
+            try {
+                found |= clientId.equals(s.getAttribute(n, "ClientId"))
+                        && sub.equals(s.getAttribute(n, "SubscriptionName"));
+            } catch (InstanceNotFoundException gone) {
+                // removed meanwhile
+            }
+        }
+        if (!found) throw new Failure(1, "no durable subscription clientId=" + clientId + " sub=" + sub);
+        try {
+            s.invoke(broker, "destroyDurableSubscriber", new Object[] {clientId, sub},
+                    new String[] {"java.lang.String", "java.lang.String"});
+        } catch (MBeanException e) {
+            throw new Failure(1, "cannot remove clientId=" + clientId + " sub=" + sub + ": " + rootCause(e)
+                    + " (close the client's connection first)");
+        }
+        System.out.println("removed durable subscription clientId=" + clientId + " sub=" + sub);
+    }
+
+    static String rootCause(Throwable t) {
+        Throwable c = t;
+        while (c.getCause() != null && c.getCause() != c) c = c.getCause();
+        String msg = c.getMessage();
+        return c.getClass().getName() + (msg == null ? "" : ": " + msg);
+    }
+}

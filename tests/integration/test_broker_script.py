@@ -1,0 +1,324 @@
+"""scripts/broker and the `broker` fixtures against a real ActiveMQ, driven with plain stomp.py 9."""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import stomp
+
+from tests.conftest import free_ports, process_alive, run_broker_script
+
+if TYPE_CHECKING:
+    from stomp.utils import Frame
+
+    from tests.conftest import BrokerFactory, BrokerInfo
+
+pytestmark = pytest.mark.integration
+
+TOPIC = "/topic/5620-SAM-topic-xml"
+WAIT = 10.0  # seconds; upper bound of every wait for the broker
+
+
+class Recorder(stomp.ConnectionListener):  # type: ignore[misc]
+    """Puts what stomp.py's receiver thread sees on queues; the test thread waits on them."""
+
+    def __init__(self) -> None:
+        self.connected: queue.Queue[Frame] = queue.Queue()
+        self.messages: queue.Queue[Frame] = queue.Queue()
+        self.receipts: queue.Queue[str] = queue.Queue()
+        self.errors: queue.Queue[Frame] = queue.Queue()
+        self.disconnected = threading.Event()
+
+    def on_connected(self, frame: Frame) -> None:
+        self.connected.put(frame)
+
+    def on_message(self, frame: Frame) -> None:
+        self.messages.put(frame)
+
+    def on_receipt(self, frame: Frame) -> None:
+        self.receipts.put(frame.headers["receipt-id"])
+
+    def on_error(self, frame: Frame) -> None:
+        self.errors.put(frame)
+
+    def on_disconnected(self) -> None:
+        self.disconnected.set()
+
+    def wait_receipt(self, receipt: str) -> None:
+        assert self.receipts.get(timeout=WAIT) == receipt
+        assert self.errors.empty(), self.errors.get()
+
+
+class Client:
+    """One stomp.py 1.2 connection with its Recorder."""
+
+    def __init__(
+        self, broker: BrokerInfo, *, client_id: str | None = None, heartbeats: tuple[int, int] = (0, 0)
+    ) -> None:
+        self.conn = stomp.Connection12(
+            broker.hosts, heartbeats=heartbeats, reconnect_attempts_max=1, timeout=WAIT
+        )
+        self.recorder = Recorder()
+        self.conn.set_listener("recorder", self.recorder)
+        # connect(wait=True) waits without a time limit; wait for CONNECTED (or ERROR) here instead
+        self.conn.connect(wait=False, headers={"client-id": client_id} if client_id else {})
+        deadline = time.monotonic() + WAIT
+        while True:
+            assert self.recorder.errors.empty(), self.recorder.errors.get().headers.get("message")
+            try:
+                self.connected: Frame = self.recorder.connected.get(timeout=0.05)
+                break
+            except queue.Empty:
+                assert time.monotonic() < deadline, f"no CONNECTED within {WAIT} s"
+
+    def subscribe_durable(self, name: str, **headers: str) -> None:
+        """Attach the durable subscription `name` (ack client-individual); returns once the broker has it."""
+        self.conn.subscribe(
+            TOPIC,
+            id=name,
+            ack="client-individual",
+            headers={"activemq.subscriptionName": name, "receipt": f"sub-{name}", **headers},
+        )
+        self.recorder.wait_receipt(f"sub-{name}")
+
+    def send(self, body: str, **headers: str) -> None:
+        """Publish a persistent message on TOPIC; returns once the broker has stored it."""
+        receipt = f"send-{uuid.uuid4()}"
+        self.conn.send(TOPIC, body, headers={"persistent": "true", "receipt": receipt, **headers})
+        self.recorder.wait_receipt(receipt)
+
+    def next_message(self) -> Frame:
+        return self.recorder.messages.get(timeout=WAIT)
+
+    def close(self) -> None:
+        """DISCONNECT and wait until the broker has closed the connection."""
+        if self.conn.is_connected():
+            self.conn.disconnect()  # without a receipt argument stomp.py does not wait (unbounded)
+            assert self.recorder.disconnected.wait(WAIT)
+
+
+def publish(broker: BrokerInfo, body: str, **headers: str) -> None:
+    """Publish one persistent message on TOPIC from a short-lived connection."""
+    publisher = Client(broker)
+    try:
+        publisher.send(body, **headers)
+    finally:
+        publisher.close()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def broker_pid(info: BrokerInfo) -> int:
+    pid = info.pid()
+    assert pid is not None, f"no broker.json in {info.data_dir}"
+    return pid
+
+
+class TestSessionBroker:
+    def test_heart_beats_are_negotiated(self, broker: BrokerInfo) -> None:
+        """A STOMP 1.2 CONNECT asking for 1000,1000 heart-beats gets a CONNECTED with non-zero heart-beats."""
+        client = Client(broker, heartbeats=(1000, 1000))
+        try:
+            assert client.connected.headers["version"] == "1.2"
+            send_ms, receive_ms = (int(v) for v in client.connected.headers["heart-beat"].split(","))
+            assert send_ms > 0
+            assert receive_ms > 0
+        finally:
+            client.close()
+
+    def test_durable_subscription_receives_message_published_while_offline(self, broker: BrokerInfo) -> None:
+        """A persistent message published while a durable subscriber was away is delivered on its return."""
+        client_id, name = unique("oss-durable"), unique("sub")
+        first = Client(broker, client_id=client_id)
+        first.subscribe_durable(name)
+        first.close()
+
+        publish(broker, "<while-away/>")
+
+        second = Client(broker, client_id=client_id)
+        try:
+            second.subscribe_durable(name)
+            frame = second.next_message()
+            assert frame.body == "<while-away/>"
+            assert frame.headers["persistent"] == "true"
+            second.conn.ack(frame.headers["ack"])
+            # detach, then delete the durable subscription
+            second.conn.unsubscribe(name, headers={"receipt": "detach"})
+            second.recorder.wait_receipt("detach")
+            second.conn.unsubscribe(name, headers={"activemq.subscriptionName": name, "receipt": "delete"})
+            second.recorder.wait_receipt("delete")
+        finally:
+            second.close()
+
+    def test_selector_filters_on_alarm_client_id(self, broker: BrokerInfo) -> None:
+        """The selector ALA_clientId in ('oss1@1','') lets oss1@1 and '' through and holds back oss2@1."""
+        consumer = Client(broker)
+        publisher = Client(broker)
+        try:
+            consumer.conn.subscribe(
+                TOPIC,
+                id="sel",
+                ack="auto",
+                headers={"selector": "ALA_clientId in ('oss1@1','')", "receipt": "sel"},
+            )
+            consumer.recorder.wait_receipt("sel")
+            for body, alarm_client_id in [
+                ("oss1", "oss1@1"),
+                ("empty", ""),
+                ("oss2", "oss2@1"),
+                ("end", "oss1@1"),
+            ]:
+                publisher.send(body, ALA_clientId=alarm_client_id)
+            # one producer, one topic: delivery is in order, so "end" comes after anything that got through
+            bodies = [consumer.next_message().body]
+            while bodies[-1] != "end":
+                bodies.append(consumer.next_message().body)
+            assert bodies == ["oss1", "empty", "end"]
+        finally:
+            publisher.close()
+            consumer.close()
+
+    def test_admin_lists_closes_and_removes_durable_subscription(self, broker: BrokerInfo) -> None:
+        """`admin list` shows a durable subscription, `close` drops its client and `rmsub` deletes it."""
+        client_id, name = unique("oss-admin"), unique("sub")
+        client = Client(broker, client_id=client_id)
+        try:
+            client.subscribe_durable(name)
+            listing = broker.admin("list")
+            assert f"conn clientId={client_id} " in listing
+            assert f"durable clientId={client_id} sub={name} topic=5620-SAM-topic-xml active=true" in listing
+
+            assert f"clientId={client_id}" in broker.admin("close", client_id)
+            assert client.recorder.disconnected.wait(WAIT), "on_disconnected did not fire after admin close"
+
+            assert f"sub={name}" in broker.admin("rmsub", client_id, name)
+            listing = broker.admin("list")
+            assert f"sub={name} " not in listing
+            assert f"clientId={client_id} " not in listing
+        finally:
+            client.close()
+
+    def test_second_start_reuses_running_broker(self, broker: BrokerInfo) -> None:
+        """`start` with the data dir and ports of a running broker reuses it instead of starting another."""
+        pid = broker_pid(broker)
+        output = broker.start()
+        assert "reus" in output
+        assert broker_pid(broker) == pid
+        assert process_alive(pid)
+        assert broker.status() == 0
+
+    def test_broker_json_describes_the_running_broker(self, broker: BrokerInfo) -> None:
+        """broker.json names the broker's pid, ports, JMX URL and data dir."""
+        state = json.loads((broker.data_dir / "broker.json").read_text())
+        assert state["stomp_port"] == broker.port
+        assert state["jmx_port"] == broker.jmx_port
+        assert state["jmx_url"] == broker.jmx_url
+        assert state["data"] == str(broker.data_dir)
+        assert process_alive(state["pid"])
+
+
+class TestSeparateBrokers:
+    def test_stop_ends_only_its_own_broker(self, broker: BrokerInfo, broker_factory: BrokerFactory) -> None:
+        """`stop` ends exactly its data dir's broker (`status` 0, then 3) and no other broker."""
+        doomed, bystander = broker_factory(), broker_factory()
+        doomed_pid, bystander_pid = broker_pid(doomed), broker_pid(bystander)
+        assert doomed.status() == 0
+
+        assert "stopped" in doomed.stop()
+        assert not process_alive(doomed_pid)
+        assert doomed.pid() is None
+        assert doomed.status() == 3
+        assert "not running" in doomed.stop()
+
+        assert process_alive(bystander_pid)
+        assert bystander.status() == 0
+        assert broker.status() == 0
+        Client(bystander).close()
+
+    def test_wipe_refuses_directory_without_marker(self, tmp_path: Path) -> None:
+        """`wipe` refuses a directory that scripts/broker did not create, and deletes nothing in it."""
+        precious = tmp_path / "kahadb" / "precious.txt"
+        precious.parent.mkdir()
+        precious.write_text("user data")
+
+        result = run_broker_script("wipe", "--data", str(tmp_path))
+
+        assert result.returncode != 0
+        assert ".nfmp-broker" in result.stdout
+        assert "refus" in result.stdout
+        assert "Traceback" not in result.stdout
+        assert precious.read_text() == "user data"
+
+    def test_wipe_deletes_stored_durable_messages(self, broker_factory: BrokerFactory) -> None:
+        """After `wipe` and a new `start`, a stored message of an offline durable subscription is gone."""
+        wiped = broker_factory()
+        client_id, name = unique("oss-wipe"), unique("sub")
+        subscriber = Client(wiped, client_id=client_id)
+        subscriber.subscribe_durable(name)
+        subscriber.close()
+        publish(wiped, "<stored/>")
+        assert f"sub={name} topic=5620-SAM-topic-xml active=false pending=1 " in wiped.admin("list")
+
+        result = run_broker_script("wipe", "--data", str(wiped.data_dir))
+        assert result.returncode == 0, result.stdout
+        assert not (wiped.data_dir / "kahadb").exists()
+        wiped.start()
+
+        assert f"sub={name}" not in wiped.admin("list")
+        subscriber = Client(wiped, client_id=client_id)
+        try:
+            subscriber.subscribe_durable(name)
+            publish(wiped, "<after-wipe/>")
+            assert subscriber.next_message().body == "<after-wipe/>"
+        finally:
+            subscriber.close()
+
+    def test_restart_keeps_persistent_messages_and_restart_wipe_drops_them(
+        self, broker_factory: BrokerFactory
+    ) -> None:
+        """A stored message for an offline durable subscriber survives `restart`, not `restart(wipe=True)`."""
+        restarted = broker_factory()
+        client_id, name = unique("oss-restart"), unique("sub")
+        subscriber = Client(restarted, client_id=client_id)
+        subscriber.subscribe_durable(name)
+        subscriber.close()
+        publish(restarted, "<kept/>")
+        old_pid = broker_pid(restarted)
+
+        restarted.restart()
+        assert broker_pid(restarted) != old_pid
+        assert not process_alive(old_pid)
+        assert f"sub={name} topic=5620-SAM-topic-xml active=false pending=1 " in restarted.admin("list")
+
+        restarted.restart(wipe=True)
+        assert f"sub={name}" not in restarted.admin("list")
+
+    def test_start_fails_on_a_busy_port(self, tmp_path: Path) -> None:
+        """`start` on a STOMP port another program listens on fails at once with a message naming the port."""
+        (jmx_port,) = free_ports(1)
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            busy = listener.getsockname()[1]
+            data = tmp_path / "busy"
+
+            result = run_broker_script(
+                "start", "--data", str(data), "--port", str(busy), "--jmx-port", str(jmx_port)
+            )
+
+        assert result.returncode != 0
+        assert f"port {busy}" in result.stdout
+        assert "--port" in result.stdout
+        assert "Traceback" not in result.stdout
+        assert not (data / "broker.json").exists()
+        assert run_broker_script("status", "--data", str(data)).returncode == 3
