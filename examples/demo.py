@@ -51,6 +51,7 @@ from nfmp_client import (
 
 TOPIC = "/topic/5620-SAM-topic-xml"
 RECEIVE_TIMEOUT_S = 10.0
+CONNECT_RETRY_S = 10.0
 
 
 class Inbox(stomp.ConnectionListener):  # type: ignore[misc]
@@ -200,11 +201,25 @@ def publish(conn: stomp.Connection12, message: EncodedMessage) -> None:
 
 
 def connect(host: str, port: int, client_id: str, inbox: Inbox | None = None) -> stomp.Connection12:
-    conn = stomp.Connection12([(host, port)], heartbeats=(4000, 4000), reconnect_attempts_max=1)
-    if inbox is not None:
-        conn.set_listener("inbox", inbox)
-    conn.connect(wait=True, headers={"client-id": client_id})
-    return conn
+    """Connect with *client_id*, retrying briefly while the broker still holds that id.
+
+    ActiveMQ refuses a second connection with a client id it believes is still connected
+    (``InvalidClientIDException``); right after a disconnect it may not have released the id yet.
+    The library's client (not this demo) does this with a full backoff policy.
+    """
+    deadline = time.monotonic() + CONNECT_RETRY_S
+    while True:
+        conn = stomp.Connection12([(host, port)], heartbeats=(4000, 4000), reconnect_attempts_max=1)
+        if inbox is not None:
+            conn.set_listener("inbox", inbox)
+        try:
+            conn.connect(wait=True, headers={"client-id": client_id})
+        except stomp.exception.ConnectFailedException:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+        else:
+            return conn
 
 
 def subscribe(conn: stomp.Connection12, inbox: Inbox, client_id: str, subscription: str) -> None:
@@ -268,7 +283,7 @@ def main() -> int:
     received = receive(consumer, inbox, expected)
 
     print("\nThe OSS disconnects; the server publishes two more events while it is away.")
-    consumer.disconnect(receipt=None)
+    consumer.disconnect(receipt=f"bye-{uuid.uuid4()}")  # waits until the broker has processed it
     away: list[Event] = [
         ObjectCreation(
             header=header("ObjectCreation", "fm.AlarmObject", "NT_ALARM", "FAULT"),
@@ -293,7 +308,7 @@ def main() -> int:
         consumer.unsubscribe("demo", headers={**step, "receipt": receipt})
         if inbox.receipts.get(timeout=RECEIVE_TIMEOUT_S) != receipt:
             raise RuntimeError("the broker did not confirm the unsubscribe")
-    consumer.disconnect(receipt=None)
+    consumer.disconnect(receipt=f"bye-{uuid.uuid4()}")
 
     decoded = sum(1 for r in received if not isinstance(r, MalformedMessage))
     malformed = len(received) - decoded
