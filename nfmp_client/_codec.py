@@ -76,6 +76,8 @@ _NT_TYPE = "MTOSI_NTType"
 _CATEGORY = "ALA_category"
 _CLIENT_ID = "ALA_clientId"
 _OS_TIME = "MTOSI_osTime"
+# The frame headers that are NFM-P header properties: these prefixes, and eventName.
+_PROPERTY_PREFIXES: Final = ("ALA_", "MTOSI_")
 
 # lxml parsers may be shared between threads: each thread gets its own libxml2 parser context.
 _PARSER: Final = etree.XMLParser(
@@ -277,7 +279,12 @@ def _decode_envelope(root: etree._Element, stomp_headers: Mapping[str, str]) -> 
     if soap_body is None:
         raise _Invalid("the SOAP envelope has no Body")
 
-    properties: dict[str, str] = {}
+    # The frame wins over the SOAP copy, which only fills in what the frame does not carry.
+    properties = {
+        name: value
+        for name, value in stomp_headers.items()
+        if name.startswith(_PROPERTY_PREFIXES) or name == _EVENT_NAME
+    }
     if soap_header is not None:
         for api_header in soap_header:
             if api_header.tag == _API_HEADER:
@@ -288,9 +295,6 @@ def _decode_envelope(root: etree._Element, stomp_headers: Mapping[str, str]) -> 
                         if name not in properties:
                             properties[name] = prop.text or ""
                 break
-    for name, value in stomp_headers.items():
-        if name[:4] == "ALA_" or name[:6] == "MTOSI_" or name == _EVENT_NAME:
-            properties[name] = value  # the frame wins over the SOAP copy
     header = _make_header(properties, stomp_headers)
 
     jms = None
