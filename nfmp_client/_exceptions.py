@@ -5,7 +5,9 @@ about it::
 
     NfmpError
      └── ProtocolError            the server (or something pretending to be it) sent something we cannot use
-          └── MalformedMessage    one message could not be decoded; it is kept on the exception for inspection
+          ├── MalformedMessage    one message could not be decoded; it is kept on the exception for inspection
+          └── XmlApiError         an XML API request or response could not be read
+               └── XmlApiFault    the XML API answered with a SOAP fault (code and message)
 
 Errors from the libraries underneath (lxml, stomp.py) are translated at the boundary where they happen and
 chained with ``raise ... from``, so callers only ever need to catch this family.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["MalformedMessage", "NfmpError", "ProtocolError"]
+__all__ = ["MalformedMessage", "NfmpError", "ProtocolError", "XmlApiError", "XmlApiFault"]
 
 
 class NfmpError(Exception):
@@ -66,3 +68,27 @@ class MalformedMessage(ProtocolError, ValueError):
 
 def _rebuild_malformed(reason: str, payload: bytes, headers: dict[str, str]) -> MalformedMessage:
     return MalformedMessage(reason, payload=payload, headers=headers)
+
+
+class XmlApiError(ProtocolError):
+    """An XML API request or response (SOAP over HTTP) could not be read or was refused."""
+
+
+class XmlApiFault(XmlApiError):
+    """The XML API answered with a SOAP fault."""
+
+    def __init__(self, *, code: str, message: str) -> None:
+        """Keep the fault's *code* (``faultcode``) and *message* (``faultstring``)."""
+        super().__init__(f"SOAP fault {code}: {message}")
+        self.code = code
+        """The ``faultcode``, e.g. ``SOAP:Client``."""
+        self.message = message
+        """The ``faultstring``."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle with the keyword-only fields."""
+        return (_rebuild_fault, (self.code, self.message))
+
+
+def _rebuild_fault(code: str, message: str) -> XmlApiFault:
+    return XmlApiFault(code=code, message=message)
