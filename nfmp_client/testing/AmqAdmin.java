@@ -1,5 +1,5 @@
 // JMX admin for the nfmp_client dev/test broker (ActiveMQ Classic 5.17, which ships no web console).
-// Normally run through `scripts/broker admin ...`; by hand (Java 11+ source-file mode):
+// Run by nfmp_client.testing.ActiveMQAdmin and by `scripts/broker admin ...`; by hand (Java 17 source-file mode):
 //
 //   java -cp /usr/share/java/geronimo-jms_1.1_spec.jar AmqAdmin.java [--url JMX_URL] COMMAND
 //
@@ -7,6 +7,9 @@
 //   list                      one line per client connection and per durable topic subscription
 //   close CLIENT_ID           stop the broker-side connection(s) with this client-id (the client sees a drop)
 //   rmsub CLIENT_ID SUBNAME   destroy an inactive durable subscription (refused while it is attached)
+//   closeall EXCEPT_CLIENT_ID stop every client connection but those with this client-id; prints the count
+//   rmsuball EXCEPT_CLIENT_ID destroy every inactive durable subscription but this client-id's; prints the
+//                             count (attached ones are left: close their connections first)
 //
 // Exit codes: 0 ok, 1 the broker refused or found nothing, 2 usage error, 3 cannot reach JMX.
 // The geronimo-jms jar on -cp lets a javax.jms.JMSException cause (e.g. "Durable consumer is in use") be
@@ -28,7 +31,8 @@ import javax.management.remote.JMXServiceURL;
 public class AmqAdmin {
     static final String DEFAULT_URL = "service:jmx:rmi:///jndi/rmi://127.0.0.1:11099/jmxrmi";
     static final String USAGE =
-            "usage: AmqAdmin [--url JMX_URL] list | close CLIENT_ID | rmsub CLIENT_ID SUBNAME";
+            "usage: AmqAdmin [--url JMX_URL] list | close CLIENT_ID | rmsub CLIENT_ID SUBNAME"
+                    + " | closeall EXCEPT_CLIENT_ID | rmsuball EXCEPT_CLIENT_ID";
 
     /** An expected failure: printed as one line on stderr, no stack trace. */
     static final class Failure extends Exception {
@@ -62,6 +66,7 @@ public class AmqAdmin {
             case "list" -> 1;
             case "close" -> 2;
             case "rmsub" -> 3;
+            case "closeall", "rmsuball" -> 2;
             default -> throw new Failure(2, "unknown command '" + cmd + "'; " + USAGE);
         };
         if (args.size() != wanted) throw new Failure(2, "wrong number of arguments; " + USAGE);
@@ -85,6 +90,8 @@ public class AmqAdmin {
             switch (cmd) {
                 case "list" -> list(s, broker);
                 case "close" -> close(s, broker, args.get(1));
+                case "closeall" -> closeAll(s, broker, args.get(1));
+                case "rmsuball" -> rmsubAll(s, broker, args.get(1));
                 default -> rmsub(s, broker, args.get(1), args.get(2));
             }
         } catch (Failure f) {
@@ -153,6 +160,40 @@ public class AmqAdmin {
         }
         if (closed == 0) throw new Failure(1, "no connection with clientId=" + clientId);
         System.out.println("closed " + closed + " connection(s) of clientId=" + clientId);
+    }
+
+    static void closeAll(MBeanServerConnection s, ObjectName broker, String except) throws Exception {
+        int closed = 0;
+        for (ObjectName n : connections(s, broker)) {
+            try {
+                if (!except.equals(s.getAttribute(n, "ClientId"))) {
+                    s.invoke(n, "stop", null, null);
+                    closed++;
+                }
+            } catch (InstanceNotFoundException gone) {
+                // closed meanwhile
+            }
+        }
+        System.out.println("closed " + closed);
+    }
+
+    static void rmsubAll(MBeanServerConnection s, ObjectName broker, String except) throws Exception {
+        int removed = 0;
+        for (ObjectName n : Arrays.asList((ObjectName[]) s.getAttribute(broker, "InactiveDurableTopicSubscribers"))) {
+            try {
+                String clientId = (String) s.getAttribute(n, "ClientId");
+                if (except.equals(clientId)) continue;
+                s.invoke(broker, "destroyDurableSubscriber",
+                        new Object[] {clientId, s.getAttribute(n, "SubscriptionName")},
+                        new String[] {"java.lang.String", "java.lang.String"});
+                removed++;
+            } catch (InstanceNotFoundException gone) {
+                // removed meanwhile
+            } catch (MBeanException inUse) {
+                // re-attached meanwhile: left, as the command says
+            }
+        }
+        System.out.println("removed " + removed);
     }
 
     static void rmsub(MBeanServerConnection s, ObjectName broker, String clientId, String sub)
