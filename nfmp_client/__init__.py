@@ -4,6 +4,7 @@ Layering (imports point down, data flows up):
 
 * ``_events``: the model, frozen event values; knows nothing of the wire.
 * ``_codec``: STOMP headers + SOAP/XML body <-> events; the only module that touches lxml.
+* ``_xmlapi``: the XML API requests and responses a resync needs (SOAP over HTTP).
 * ``_exceptions``: the ``NfmpError`` tree.
 
 This module only gathers the public names. Everything not listed in ``__all__`` is private.
@@ -45,8 +46,24 @@ from ._exceptions import (
     MalformedMessage as MalformedMessage,
     NfmpError as NfmpError,
     ProtocolError as ProtocolError,
+    XmlApiError as XmlApiError,
+    XmlApiFault as XmlApiFault,
 )
 from ._version import __version__ as __version__
+from ._xmlapi import (
+    FindFaultsRequest as FindFaultsRequest,
+    FindRequest as FindRequest,
+    PingRequest as PingRequest,
+    ReceivedRequest as ReceivedRequest,
+    XmlApiCredentials as XmlApiCredentials,
+    XmlApiObject as XmlApiObject,
+    XmlApiRequest as XmlApiRequest,
+    decode_request as decode_request,
+    decode_response as decode_response,
+    encode_fault as encode_fault,
+    encode_request as encode_request,
+    encode_response as encode_response,
+)
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -63,20 +80,34 @@ __all__ = [
     "EventHeader",
     "EventVessel",
     "FileAvailableEvent",
+    "FindFaultsRequest",
+    "FindRequest",
     "JmsMissedEvents",
     "KeepAliveEvent",
     "MalformedMessage",
     "NfmpError",
     "ObjectCreation",
     "ObjectDeletion",
+    "PingRequest",
     "ProtocolError",
+    "ReceivedRequest",
     "SystemEvent",
     "SystemInfoEvent",
     "TerminateClientSession",
     "UnknownEvent",
+    "XmlApiCredentials",
+    "XmlApiError",
+    "XmlApiFault",
+    "XmlApiObject",
+    "XmlApiRequest",
     "__version__",
     "decode_message",
+    "decode_request",
+    "decode_response",
     "encode_event",
+    "encode_fault",
+    "encode_request",
+    "encode_response",
     "epoch_ms_to_datetime",
     "is_system_event",
 ]

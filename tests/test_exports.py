@@ -9,10 +9,11 @@ import attrs
 import pytest
 
 import nfmp_client
+import nfmp_client.testing
 
 # Type aliases are Unions: Python cannot attach a docstring to them at run time. Their documentation is
 # the attribute docstring in the module (rendered by Sphinx), checked by test_aliases_documented_in_source.
-ALIASES = {"AttributeValue", "DataEvent", "Event", "SystemEvent"}
+ALIASES = {"AttributeValue", "DataEvent", "Event", "SystemEvent", "XmlApiRequest"}
 
 
 def public_names() -> list[str]:
@@ -22,7 +23,7 @@ def public_names() -> list[str]:
 def test_all_is_complete() -> None:
     """__all__ lists every public name once, and nothing public is left out."""
     exported = set(nfmp_client.__all__)
-    visible = {name for name in vars(nfmp_client) if not name.startswith("_")}
+    visible = {name for name in vars(nfmp_client) if not name.startswith("_") and name != "testing"}
 
     assert len(exported) == len(nfmp_client.__all__)
     assert visible == exported - {"__version__"}
@@ -40,7 +41,7 @@ def test_documented_and_public_module(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(ALIASES))
 def test_aliases_documented_in_source(name: str) -> None:
     """Every public type alias is followed by a docstring in its module's source."""
-    source = inspect.getsource(nfmp_client._events)
+    source = inspect.getsource(nfmp_client._events) + inspect.getsource(nfmp_client._xmlapi)
     definition = source.index(f"\n{name} = ")
     after = source[definition:].split('"""', 1)[0]
 
@@ -62,6 +63,26 @@ def test_value_classes_are_frozen_and_keyword_only(name: str) -> None:
 
     assert all(field.kw_only for field in attrs.fields(cls))
     assert cls.__setattr__ is not object.__setattr__
+
+
+def test_testing_all_is_complete() -> None:
+    """nfmp_client.testing lists every public name once, and nothing public is left out."""
+    exported = set(nfmp_client.testing.__all__)
+    visible = {name for name in vars(nfmp_client.testing) if not name.startswith("_")}
+
+    assert len(exported) == len(nfmp_client.testing.__all__)
+    assert visible == exported
+
+
+@pytest.mark.parametrize("name", sorted(nfmp_client.testing.__all__))
+def test_testing_documented_and_public_module(name: str) -> None:
+    """Every class and function of the test kit has a docstring and claims nfmp_client.testing."""
+    obj = getattr(nfmp_client.testing, name)
+    if inspect.isclass(obj) or inspect.isfunction(obj):
+        assert inspect.getdoc(obj), f"{name} has no docstring"
+        assert obj.__module__ == "nfmp_client.testing"
+        if inspect.isclass(obj) and attrs.has(obj):
+            assert all(field.kw_only for field in attrs.fields(obj))
 
 
 def test_version() -> None:

@@ -15,6 +15,8 @@ RULES = {
     "_events.py": IMPURE | {"lxml", "nfmp_client._codec"},
     "_codec.py": IMPURE,
     "_exceptions.py": IMPURE | {"lxml"},
+    "_xmlapi.py": IMPURE,
+    "testing/_model.py": IMPURE - {"threading"} | {"lxml", "stomp"},
 }
 
 

@@ -1,0 +1,410 @@
+"""The simulated NFM-P server on a real ActiveMQ broker, observed with plain stomp.py subscribers.
+
+The library's own client is not used here: the simulator has to be proven on its own.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import pytest
+import stomp
+
+from nfmp_client import (
+    Event,
+    FindFaultsRequest,
+    FindRequest,
+    JmsMissedEvents,
+    KeepAliveEvent,
+    ObjectCreation,
+    SystemInfoEvent,
+    TerminateClientSession,
+    decode_message,
+    decode_response,
+    encode_request,
+)
+from nfmp_client.testing import (
+    PORT_CLASS,
+    ActiveMQAdmin,
+    NetworkModel,
+    SimulatedServer,
+    SimulatorError,
+    SnapshotServer,
+)
+
+from ..conftest import BrokerInfo
+from .test_snapshot import post
+
+pytestmark = pytest.mark.integration
+
+MAIN = "5620-SAM-topic-xml"
+FAULT = "5620-SAM-topic-xml-fault"
+WAIT = 10.0  # seconds: the longest any expected message may take
+
+
+class Oss(stomp.ConnectionListener):  # type: ignore[misc]
+    """A plain stomp.py NFM-P subscriber: selector on its client id, client-individual acks."""
+
+    def __init__(self, broker: BrokerInfo, client_id: str | None = None) -> None:
+        self.broker = broker
+        self.client_id = client_id or f"oss-{uuid.uuid4().hex[:8]}@1"
+        self.events: queue.Queue[tuple[str, Event]] = queue.Queue()
+        self.disconnected = threading.Event()
+        self.conn: Any = None
+
+    def on_message(self, frame: Any) -> None:
+        topic = frame.headers["destination"].removeprefix("/topic/")
+        self.events.put((topic, decode_message(frame.headers, frame.body)))
+        self.conn.ack(frame.headers["ack"])
+
+    def on_disconnected(self) -> None:
+        self.disconnected.set()
+
+    def connect(self, *topics: str, durable: bool = True) -> Oss:
+        self.disconnected.clear()
+        deadline = time.monotonic() + WAIT
+        while True:  # the broker may still hold the client id of a connection it just closed
+            self.conn = stomp.Connection12(self.broker.hosts, heartbeats=(0, 0), reconnect_attempts_max=1)
+            self.conn.set_listener("oss", self)
+            try:
+                self.conn.connect(wait=True, headers={"client-id": self.client_id})
+                break
+            except stomp.exception.ConnectFailedException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        for topic in topics or (MAIN,):
+            headers = {"selector": f"ALA_clientId in ('{self.client_id}','')", "receipt": f"sub-{topic}"}
+            if durable:
+                headers["activemq.subscriptionName"] = f"{self.client_id}-{topic}"
+            self.conn.subscribe(f"/topic/{topic}", id=topic, ack="client-individual", headers=headers)
+        return self
+
+    def disconnect(self) -> None:
+        if self.conn is not None and self.conn.is_connected():
+            self.conn.disconnect(receipt=f"bye-{uuid.uuid4()}")
+
+    def next(self, kind: type[Any], *, timeout: float = WAIT, strict: bool = True) -> tuple[str, Any]:
+        """The next event of *kind*; keep-alives and SystemInfoEvents met on the way are skipped, other
+        kinds fail the test (or are skipped too when not *strict*)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"{self.client_id} got no {kind.__name__} within {timeout} s")
+            try:
+                topic, event = self.events.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if isinstance(event, kind):
+                return topic, event
+            if strict and not isinstance(event, (KeepAliveEvent, SystemInfoEvent)):
+                raise AssertionError(f"{self.client_id} expected {kind.__name__}, got {event!r}")
+
+    def drain(self, seconds: float) -> list[Event]:
+        """Everything that arrives within *seconds*."""
+        got: list[Event] = []
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                got.append(self.events.get(timeout=remaining)[1])
+            except queue.Empty:
+                break
+        return got
+
+
+@pytest.fixture
+def admin(broker: BrokerInfo) -> ActiveMQAdmin:
+    return ActiveMQAdmin(broker.jmx_url)
+
+
+@pytest.fixture
+def server(broker: BrokerInfo, admin: ActiveMQAdmin) -> Iterator[SimulatedServer]:
+    sim = SimulatedServer(
+        broker.host,
+        broker.port,
+        admin=admin,
+        seed=7,
+        keepalive_interval=0.2,
+        client_id=f"sim-{uuid.uuid4().hex[:8]}",
+        terminate_grace=0.2,
+    )
+    with sim:
+        yield sim
+
+
+@pytest.fixture
+def oss(broker: BrokerInfo) -> Iterator[Oss]:
+    client = Oss(broker)
+    yield client
+    client.disconnect()
+
+
+class TestServing:
+    def test_system_info_on_subscribe(self, server: SimulatedServer, oss: Oss) -> None:
+        """A new subscriber gets a SystemInfoEvent addressed to it with the server's identity."""
+        oss.connect()
+        server.wait_for_subscriber(oss.client_id)
+
+        topic, info = oss.next(SystemInfoEvent)
+
+        assert topic == MAIN
+        assert info.header.client_id == oss.client_id
+        assert info.sys_start_time == server.identity.sys_start_time
+        assert info.jms_start_time == server.identity.jms_start_time
+        assert info.sys_primary_ip == server.identity.primary_ip
+
+    def test_subscriber_is_seen_by_the_broker_advisories(self, server: SimulatedServer, oss: Oss) -> None:
+        """The simulator knows each subscription's client id, topic, durable name and selector."""
+        oss.connect(MAIN, FAULT)
+
+        sub = server.wait_for_subscriber(oss.client_id, topic=FAULT)
+
+        assert sub.durable
+        assert sub.subscription_name == f"{oss.client_id}-{FAULT}"
+        assert sub.selector == f"ALA_clientId in ('{oss.client_id}','')"
+
+    def test_keepalives_on_every_topic(self, server: SimulatedServer, oss: Oss) -> None:
+        """KeepAliveEvents arrive on each subscribed topic at the configured interval."""
+        oss.connect(MAIN, FAULT, durable=False)
+        server.wait_for_subscriber(oss.client_id, topic=FAULT)
+
+        topics = [topic for topic, event in _collect(oss, 1.5) if isinstance(event, KeepAliveEvent)]
+
+        assert topics.count(MAIN) >= 3
+        assert topics.count(FAULT) >= 3
+
+    def test_generated_events_reach_main_and_category_topics(self, server: SimulatedServer, oss: Oss) -> None:
+        """Generated events arrive decoded, alarms on the fault topic as well, and change the model."""
+        oss.connect(MAIN, FAULT, durable=False)
+        server.wait_for_subscriber(oss.client_id, topic=FAULT)
+        before = server.model.snapshot()
+
+        sent = server.generate(20)
+        received = [
+            (t, e) for t, e in _collect(oss, 2.0) if not isinstance(e, (KeepAliveEvent, SystemInfoEvent))
+        ]
+
+        assert [bare(e) for t, e in received if t == MAIN] == sent
+        fault = [e for e in sent if e.header.category == "FAULT"]
+        assert fault
+        assert [bare(e) for t, e in received if t == FAULT] == fault
+        assert server.model.snapshot() != before
+
+    def test_silence_stops_everything_but_keeps_the_connection(
+        self, server: SimulatedServer, oss: Oss
+    ) -> None:
+        """While silent nothing is sent and the connection stays open; resume brings keep-alives back."""
+        oss.connect(durable=False)
+        server.wait_for_subscriber(oss.client_id)
+        oss.next(KeepAliveEvent)
+
+        server.silence()
+        oss.drain(0.3)  # what was in flight
+        quiet = oss.drain(1.0)  # five keep-alive intervals
+        server.resume()
+
+        assert quiet == []
+        assert oss.conn.is_connected()
+        assert not oss.disconnected.is_set()
+        oss.next(KeepAliveEvent, timeout=2.0)
+
+
+class TestTruth:
+    def test_mirror_from_snapshot_and_events_equals_the_model(
+        self, server: SimulatedServer, oss: Oss
+    ) -> None:
+        """A mirror that reads the XML API snapshot while events flow, then applies them, ends equal to the truth."""
+        oss.connect()
+        server.wait_for_subscriber(oss.client_id)
+        server.set_rate(200)
+        with SnapshotServer(server.model, latency=0.2) as xmlapi:
+            time.sleep(0.2)
+            mirror = NetworkModel(decode_response(post(xmlapi.url, encode_request(FindFaultsRequest()))[1]))
+            for port in decode_response(
+                post(xmlapi.url, encode_request(FindRequest(full_class_name=PORT_CLASS)))[1]
+            ):
+                mirror.put(port)
+            time.sleep(0.2)
+        server.set_rate(0)
+
+        last = server.generate(1)[0]  # everything before it has been published
+        while True:
+            _, event = oss.events.get(timeout=WAIT)
+            mirror.apply(event)
+            if bare(event) == last:
+                break
+
+        assert mirror.snapshot() == server.model.snapshot()
+        assert len(mirror) > 10
+
+
+class TestScenarios:
+    def test_missed_events(self, server: SimulatedServer, oss: Oss) -> None:
+        """missed_events sends a JmsMissedEvents addressed to that client only."""
+        other = Oss(oss.broker).connect()
+        oss.connect()
+        server.wait_for_subscriber(oss.client_id)
+        server.wait_for_subscriber(other.client_id)
+
+        server.missed_events(oss.client_id)
+
+        _, missed = oss.next(JmsMissedEvents)
+        assert missed.header.client_id == oss.client_id
+        assert not [e for e in other.drain(0.5) if isinstance(e, JmsMissedEvents)]
+        other.disconnect()
+
+    def test_overflow_really_drops_events_for_one_client(self, server: SimulatedServer, oss: Oss) -> None:
+        """overflow: the client gets none of the N events (others get all of them), then JmsMissedEvents."""
+        other = Oss(oss.broker).connect()
+        oss.connect()
+        server.wait_for_subscriber(oss.client_id)
+        server.wait_for_subscriber(other.client_id)
+        before = server.model.snapshot()
+
+        dropped = server.overflow(oss.client_id, 15)
+
+        mine = [
+            e
+            for e in _until(oss, JmsMissedEvents)
+            if not isinstance(e, (KeepAliveEvent, SystemInfoEvent, JmsMissedEvents))
+        ]
+        assert mine == []
+        theirs = [e for e in other.drain(1.5) if isinstance(e, (ObjectCreation,)) or hasattr(e, "changes")]
+        assert len(theirs) >= len([e for e in dropped if isinstance(e, ObjectCreation)])
+        assert server.model.snapshot() != before
+        other.disconnect()
+
+    def test_terminate_keeps_the_durable_subscription(
+        self, server: SimulatedServer, oss: Oss, admin: ActiveMQAdmin
+    ) -> None:
+        """terminate: TerminateClientSession, then the connection closes; the durable subscription stays."""
+        oss.connect()
+        server.wait_for_subscriber(oss.client_id)
+
+        server.terminate(oss.client_id)
+
+        _, notice = oss.next(TerminateClientSession)
+        assert notice.client_id == oss.client_id
+        assert oss.disconnected.wait(WAIT)
+        subs = [s for s in admin.durable_subscriptions() if s.client_id == oss.client_id]
+        assert [s.subscription_name for s in subs] == [f"{oss.client_id}-{MAIN}"]
+
+    def test_terminate_remove_then_missed_events_on_reconnect(
+        self, server: SimulatedServer, oss: Oss, admin: ActiveMQAdmin
+    ) -> None:
+        """terminate --remove deletes the subscription; the next connect gets SystemInfo then JmsMissedEvents."""
+        oss.connect()
+        server.wait_for_subscriber(oss.client_id)
+        oss.next(SystemInfoEvent)
+
+        server.terminate(oss.client_id, remove=True)
+        oss.next(TerminateClientSession)
+        assert oss.disconnected.wait(WAIT)
+        assert not [s for s in admin.durable_subscriptions() if s.client_id == oss.client_id]
+
+        oss.connect()
+        oss.next(SystemInfoEvent)
+        oss.next(JmsMissedEvents)
+
+    def test_restart_keeps_durable_backlog_and_changes_start_times(
+        self, server: SimulatedServer, oss: Oss
+    ) -> None:
+        """restart: connections dropped, new start times; a durable subscriber gets what was sent meanwhile."""
+        oss.connect()
+        server.wait_for_subscriber(oss.client_id)
+        _, first = oss.next(SystemInfoEvent)
+
+        server.restart()
+        assert oss.disconnected.wait(WAIT)
+        sent = server.generate(3)
+        server.sync()
+        oss.connect()
+        got = [e for e in _until(oss, SystemInfoEvent) if not isinstance(e, KeepAliveEvent)]
+
+        assert [bare(e) for e in got[: len(sent)]] == sent
+        info = got[-1]
+        assert isinstance(info, SystemInfoEvent)
+        assert info.sys_start_time != first.sys_start_time
+        assert info.jms_start_time != first.jms_start_time
+        assert info.sys_primary_ip == first.sys_primary_ip
+
+    def test_restart_wipe_loses_the_backlog(self, server: SimulatedServer, oss: Oss) -> None:
+        """restart with wiped durable subscriptions: what was sent meanwhile never arrives."""
+        oss.connect()
+        server.wait_for_subscriber(oss.client_id)
+        oss.next(SystemInfoEvent)
+
+        server.restart(keep_durable_subscriptions=False)
+        assert oss.disconnected.wait(WAIT)
+        server.generate(3)
+        server.sync()
+        oss.connect()
+        got = _until(oss, SystemInfoEvent)
+
+        assert [e for e in got if not isinstance(e, (KeepAliveEvent, SystemInfoEvent))] == []
+
+    def test_switchover_changes_primary_and_unsubscribes(
+        self, server: SimulatedServer, oss: Oss, admin: ActiveMQAdmin
+    ) -> None:
+        """switchover: every client dropped and unsubscribed; SystemInfo names the new primary."""
+        oss.connect()
+        server.wait_for_subscriber(oss.client_id)
+        _, first = oss.next(SystemInfoEvent)
+
+        server.switchover("192.0.2.77")
+
+        assert oss.disconnected.wait(WAIT)
+        assert not [s for s in admin.durable_subscriptions() if s.client_id == oss.client_id]
+        oss.connect()
+        _, info = oss.next(SystemInfoEvent)
+        assert info.sys_primary_ip == "192.0.2.77" != first.sys_primary_ip
+        assert info.sys_start_time == first.sys_start_time
+
+    def test_scenarios_need_admin(self, broker: BrokerInfo) -> None:
+        """Without broker admin access the session scenarios say what is missing."""
+        with (
+            SimulatedServer(
+                broker.host, broker.port, keepalive_interval=0, client_id=f"sim-{uuid.uuid4().hex}"
+            ) as sim,
+            pytest.raises(SimulatorError, match="admin"),
+        ):
+            sim.restart()
+
+
+def bare(event: Any) -> Any:
+    """*event* without the STOMP headers it was received with: comparable to what was sent."""
+    return attrs.evolve(event, header=attrs.evolve(event.header, stomp_headers={}))
+
+
+def _collect(oss: Oss, seconds: float) -> list[tuple[str, Event]]:
+    got: list[tuple[str, Event]] = []
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            got.append(oss.events.get(timeout=remaining))
+        except queue.Empty:
+            break
+    return got
+
+
+def _until(oss: Oss, kind: type[Any], timeout: float = WAIT) -> list[Event]:
+    """Every event up to and including the first of *kind*."""
+    got: list[Event] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {kind.__name__} within {timeout} s; got {got!r}"
+        try:
+            event = oss.events.get(timeout=remaining)[1]
+        except queue.Empty:
+            continue
+        got.append(event)
+        if isinstance(event, kind):
+            return got
