@@ -621,6 +621,9 @@ class SimulatedServer:
             if receipt is not None:
                 self._await_receipt(receipt)
             self.published += 1
+            log.debug(
+                "simulator: %s to %s%s", type(event).__name__, topic, f" for {client_id}" if client_id else ""
+            )
 
     def _await_receipt(self, receipt: str) -> None:
         deadline = time.monotonic() + self._connect_timeout
