@@ -12,6 +12,7 @@ This module only gathers the public names. Everything not listed in ``__all__`` 
 
 from types import FunctionType as _FunctionType
 
+from ._clock import Clock as Clock, MonotonicClock as MonotonicClock
 from ._codec import (
     DEFAULT_MAX_MESSAGE_BYTES as DEFAULT_MAX_MESSAGE_BYTES,
     NFMP_NAMESPACE as NFMP_NAMESPACE,
@@ -20,6 +21,17 @@ from ._codec import (
     EventCodec as EventCodec,
     decode_message as decode_message,
     encode_event as encode_event,
+)
+from ._config import (
+    ACTIVEMQ as ACTIVEMQ,
+    ARTEMIS as ARTEMIS,
+    DEFAULT_TOPIC as DEFAULT_TOPIC,
+    BrokerDialect as BrokerDialect,
+    BrokerEndpoint as BrokerEndpoint,
+    ClientConfig as ClientConfig,
+    RetryPolicy as RetryPolicy,
+    TerminatePolicy as TerminatePolicy,
+    TlsConfig as TlsConfig,
 )
 from ._events import (
     AlarmStatusChange as AlarmStatusChange,
@@ -49,6 +61,17 @@ from ._exceptions import (
     XmlApiError as XmlApiError,
     XmlApiFault as XmlApiFault,
 )
+from ._selector import (
+    SYSTEM_OBJECT_TYPES as SYSTEM_OBJECT_TYPES,
+    build_selector as build_selector,
+    validate_client_id as validate_client_id,
+)
+from ._status import (
+    ConnectionLost as ConnectionLost,
+    ConnectionRestored as ConnectionRestored,
+    ConnectionState as ConnectionState,
+    LossReason as LossReason,
+)
 from ._version import __version__ as __version__
 from ._xmlapi import (
     FindFaultsRequest as FindFaultsRequest,
@@ -66,13 +89,24 @@ from ._xmlapi import (
 )
 
 __all__ = [
+    "ACTIVEMQ",
+    "ARTEMIS",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_TOPIC",
     "NFMP_NAMESPACE",
     "SOAP_NAMESPACE",
+    "SYSTEM_OBJECT_TYPES",
     "AlarmStatusChange",
     "AttributeChange",
     "AttributeValue",
     "AttributeValueChange",
+    "BrokerDialect",
+    "BrokerEndpoint",
+    "ClientConfig",
+    "Clock",
+    "ConnectionLost",
+    "ConnectionRestored",
+    "ConnectionState",
     "DataEvent",
     "EncodedMessage",
     "Event",
@@ -84,16 +118,21 @@ __all__ = [
     "FindRequest",
     "JmsMissedEvents",
     "KeepAliveEvent",
+    "LossReason",
     "MalformedMessage",
+    "MonotonicClock",
     "NfmpError",
     "ObjectCreation",
     "ObjectDeletion",
     "PingRequest",
     "ProtocolError",
     "ReceivedRequest",
+    "RetryPolicy",
     "SystemEvent",
     "SystemInfoEvent",
     "TerminateClientSession",
+    "TerminatePolicy",
+    "TlsConfig",
     "UnknownEvent",
     "XmlApiCredentials",
     "XmlApiError",
@@ -101,6 +140,7 @@ __all__ = [
     "XmlApiObject",
     "XmlApiRequest",
     "__version__",
+    "build_selector",
     "decode_message",
     "decode_request",
     "decode_response",
@@ -110,6 +150,7 @@ __all__ = [
     "encode_response",
     "epoch_ms_to_datetime",
     "is_system_event",
+    "validate_client_id",
 ]
 
 # Tracebacks and reprs show the public path (nfmp_client.EventHeader), not the private module.

@@ -16,6 +16,11 @@ RULES = {
     "_codec.py": IMPURE,
     "_exceptions.py": IMPURE | {"lxml"},
     "_xmlapi.py": IMPURE,
+    "_config.py": IMPURE | {"lxml"},
+    "_selector.py": IMPURE | {"lxml"},
+    "_status.py": IMPURE | {"lxml"},
+    "_watchdog.py": IMPURE | {"lxml"},
+    "_dedup.py": IMPURE | {"lxml"},
     "testing/_model.py": IMPURE - {"threading"} | {"lxml", "stomp"},
 }
 

@@ -25,6 +25,7 @@ from ._activemq import (
     BrokerConnection as BrokerConnection,
     DurableSubscription as DurableSubscription,
 )
+from ._fake_clock import FakeClock as FakeClock
 from ._model import (
     ALARM_CLASS as ALARM_CLASS,
     PORT_CLASS as PORT_CLASS,
@@ -50,6 +51,7 @@ __all__ = [
     "BrokerConnection",
     "DurableSubscription",
     "EventGenerator",
+    "FakeClock",
     "FaultProxy",
     "NetworkModel",
     "ProxyMode",

@@ -1,0 +1,97 @@
+"""What the client tells the application about its connection: the state, and why a connection was lost.
+
+Every way a connection can end becomes exactly one :class:`ConnectionLost` value with a :class:`LossReason`,
+so an application branches on an enum, never on message text. Whether the client retries is part of the
+value (``retryable``): a refused password is not retried in a tight loop; a client id the broker still holds
+after a half-open drop is (the broker frees it once it notices the dead connection, after about four
+heart-beat intervals on ActiveMQ).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from attrs import frozen
+
+__all__ = ["ConnectionLost", "ConnectionRestored", "ConnectionState", "LossReason"]
+
+
+class ConnectionState(enum.Enum):
+    """Where the client's connection stands."""
+
+    CONNECTING = "connecting"
+    """The first connection is being made."""
+    CONNECTED = "connected"
+    """Subscribed; messages flow."""
+    STALE = "stale"
+    """Connected, but the server has been silent for longer than the keep-alive timeout; being torn down."""
+    RECONNECTING = "reconnecting"
+    """The connection was lost; waiting to retry, or retrying."""
+    TERMINATED = "terminated"
+    """An administrator ended the session (TerminateClientSession) and the policy is not to reconnect."""
+    STOPPED = "stopped"
+    """Stopped by the application, or gave up after the configured number of attempts."""
+
+
+class LossReason(enum.Enum):
+    """Why a connection ended (or could not be made)."""
+
+    SOCKET_ERROR = "socket-error"
+    """The TCP connection failed or was closed (reset, refused, unreachable, closed by the broker)."""
+    HEARTBEAT_TIMEOUT = "heartbeat-timeout"
+    """No STOMP heart-beat arrived in time: the path to the broker is dead (half-open)."""
+    WATCHDOG_EXPIRED = "watchdog-expired"
+    """No message at all for the keep-alive timeout: the server behind the broker is silent."""
+    BROKER_ERROR = "broker-error"
+    """The broker sent an ERROR frame."""
+    CLIENT_ID_IN_USE = "client-id-in-use"
+    """The broker still holds this client id (it has not noticed the previous connection died yet)."""
+    AUTHENTICATION_FAILED = "authentication-failed"
+    """The broker refused the login."""
+    CONNECT_TIMEOUT = "connect-timeout"
+    """Connecting (TCP, TLS, CONNECT or the subscription receipt) did not complete in time."""
+    SESSION_TERMINATED = "session-terminated"
+    """The server ended the session (TerminateClientSession)."""
+
+    @property
+    def retryable(self) -> bool:
+        """Whether reconnecting can help without someone changing something first."""
+        return self is not LossReason.AUTHENTICATION_FAILED
+
+
+@frozen(kw_only=True)
+class ConnectionLost:
+    """A connection ended, or an attempt failed: passed to ``Handler.on_connection_lost``."""
+
+    reason: LossReason
+    """What happened."""
+    detail: str
+    """A human-readable explanation (the broker's message, the socket error); never a password."""
+    server: str
+    """The server (``host:port``) concerned."""
+    at: datetime
+    """When it was noticed (aware UTC)."""
+    attempt: int = 0
+    """For a failed reconnection attempt, its number in the current series (0: an established connection)."""
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the client will try again (unless its retry policy is exhausted)."""
+        return self.reason.retryable
+
+
+@frozen(kw_only=True)
+class ConnectionRestored:
+    """A connection is (again) up and subscribed: passed to ``Handler.on_connection_restored``."""
+
+    server: str
+    """The server (``host:port``) now connected."""
+    at: datetime
+    """When the subscription was confirmed (aware UTC)."""
+    attempts: int
+    """How many attempts it took since the loss (1 for the first connection)."""
+    downtime: float
+    """Seconds since the connection was lost (0 for the first connection)."""
+    session: str = ""
+    """The broker's session id for the connection, if it gave one."""
