@@ -12,6 +12,7 @@ This module only gathers the public names. Everything not listed in ``__all__`` 
 
 from types import FunctionType as _FunctionType
 
+from ._client import ClientStopped as ClientStopped, Handler as Handler, NfmpClient as NfmpClient
 from ._clock import Clock as Clock, MonotonicClock as MonotonicClock
 from ._codec import (
     DEFAULT_MAX_MESSAGE_BYTES as DEFAULT_MAX_MESSAGE_BYTES,
@@ -103,6 +104,7 @@ __all__ = [
     "BrokerDialect",
     "BrokerEndpoint",
     "ClientConfig",
+    "ClientStopped",
     "Clock",
     "ConnectionLost",
     "ConnectionRestored",
@@ -116,11 +118,13 @@ __all__ = [
     "FileAvailableEvent",
     "FindFaultsRequest",
     "FindRequest",
+    "Handler",
     "JmsMissedEvents",
     "KeepAliveEvent",
     "LossReason",
     "MalformedMessage",
     "MonotonicClock",
+    "NfmpClient",
     "NfmpError",
     "ObjectCreation",
     "ObjectDeletion",

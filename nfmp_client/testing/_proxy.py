@@ -137,7 +137,7 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self._running = False
         self._wake_r, self._wake_w = socket.socketpair()
-        self._reset_now = False
+        self._to_reset: list[_Pipe] = []  # the connections open when reset() was called
 
     # ------------------------------------------------------------------------------------------- life
 
@@ -266,7 +266,8 @@ class FaultProxy:
             if mode is ProxyMode.BLACKHOLE:
                 for pipe in {id(p): p for p in self._pipes.values()}.values():
                     self._kill(pipe)
-            self._reset_now = mode is ProxyMode.RESET
+            if mode is ProxyMode.RESET:  # those open now, even if the mode changes again at once
+                self._to_reset.extend({id(p): p for p in self._pipes.values()}.values())
         log.info("proxy: mode %s%s", mode.value, f" ({detail})" if detail else "")
         self._wake()
 
@@ -287,10 +288,10 @@ class FaultProxy:
                 else:
                     self._read(key.fileobj)  # type: ignore[arg-type]
             with self._lock:
-                if self._reset_now:
-                    for pipe in {id(p): p for p in self._pipes.values()}.values():
+                for pipe in self._to_reset:
+                    if pipe.client in self._pipes:
                         self._close(pipe, reset=True)
-                    self._reset_now = False
+                self._to_reset.clear()
                 self._flush_and_expire()
 
     def _accept(self) -> None:

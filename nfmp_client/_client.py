@@ -1,0 +1,454 @@
+"""NfmpClient: a supervised NFM-P event subscription, and the Handler an application writes.
+
+Three threads, one direction::
+
+    stomp.py receiver ──frames──> inbox ──> supervisor: decode, dedupe, call the handler, ack ──> Handler
+                                   ^
+    watchdog ── silence > keepalive_timeout: tear the connection down
+
+* stomp.py's receiver thread only stamps and enqueues (see ``_transport``): a slow handler cannot starve
+  heart-beats. Memory stays bounded because a message is acknowledged only after the handler returned and the
+  broker sends at most ``prefetch`` unacknowledged messages: a slow handler slows the stream (back-pressure).
+* The supervisor thread runs the handler, in order, acknowledges, and reconnects (tenacity backoff, failover
+  across the server list, primary first) whenever the connection ends, for whatever reason.
+* The watchdog thread declares the connection dead when nothing at all came from the server for
+  ``keepalive_timeout`` while nothing was waiting for the handler (a busy handler is not a silent server).
+
+The durable subscription is never removed implicitly: :meth:`NfmpClient.stop` keeps it (and the backlog the
+server stores for it); only :meth:`NfmpClient.decommission` deletes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from datetime import datetime, timezone
+from typing import Final, final
+
+import tenacity
+
+from ._clock import Clock, MonotonicClock
+from ._codec import EventCodec
+from ._config import ClientConfig, TerminatePolicy
+from ._dedup import RecentIds
+from ._events import DataEvent, Event, SystemEvent, TerminateClientSession, is_system_event
+from ._exceptions import MalformedMessage, NfmpError
+from ._status import ConnectionLost, ConnectionRestored, ConnectionState, LossReason
+from ._transport import AttemptFailed, FrameReceived, Lost, StompTransport
+from ._watchdog import KeepAliveWatchdog
+
+__all__ = ["ClientStopped", "Handler", "NfmpClient"]
+
+log = logging.getLogger("nfmp_client")
+
+_WATCHDOG_TICK_MAX: Final = 0.5
+
+
+class ClientStopped(NfmpError):
+    """The client gave up reconnecting (retry policy exhausted, or a loss that retrying cannot fix)."""
+
+    def __init__(self, last_loss: ConnectionLost | None) -> None:
+        """Record the last loss."""
+        super().__init__(
+            "the client stopped" + (f": {last_loss.reason.value}: {last_loss.detail}" if last_loss else "")
+        )
+        self.last_loss = last_loss
+        """The loss that made it stop, if any."""
+
+
+class Handler:
+    """What an application implements: override the callbacks it cares about (the defaults do nothing).
+
+    Callbacks run on the client's supervisor thread, one at a time, in the order of the stream. A callback
+    that raises is logged; for :meth:`on_event` the message is then not acknowledged, so the broker delivers
+    it again after the next reconnect (never lost).
+    """
+
+    def on_event(self, event: DataEvent) -> None:
+        """Handle a data event (alarm, inventory change, file, ...)."""
+
+    def on_system_event(self, event: SystemEvent) -> None:
+        """Handle a system event: KeepAliveEvent, SystemInfoEvent, JmsMissedEvents, TerminateClientSession."""
+
+    def on_session_terminated(self, notice: TerminateClientSession) -> None:
+        """React to the server ending this client's session (an administrator, or a server-side limit)."""
+
+    def on_connection_lost(self, cause: ConnectionLost) -> None:
+        """React to a lost connection or a failed reconnection attempt: *cause* says why."""
+
+    def on_connection_restored(self, info: ConnectionRestored) -> None:
+        """React to the connection being up and subscribed (also after the first connect)."""
+
+    def on_malformed_message(self, error: MalformedMessage) -> None:
+        """Report an undecodable message (*error* keeps its payload); it is acked and the stream goes on."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@final
+class NfmpClient:
+    """A supervised subscription to an NFM-P event topic over STOMP.
+
+    Example::
+
+        with NfmpClient(config, MyOss()) as client:
+            client.run_forever()
+    """
+
+    def __init__(self, config: ClientConfig, handler: Handler, *, clock: Clock | None = None) -> None:
+        """Prepare the client; nothing connects before :meth:`start`."""
+        self.config = config
+        """The configuration."""
+        self._handler = handler
+        self._clock = clock or MonotonicClock()
+        self._codec = EventCodec(max_message_bytes=config.max_message_bytes)
+        self._inbox: queue.Queue[FrameReceived | Lost | None] = queue.Queue()
+        self._dedup = RecentIds(config.dedup_window)
+        self._watchdog = KeepAliveWatchdog(config.keepalive_timeout)
+        self._watch_lock = threading.Lock()
+        self._state = ConnectionState.STOPPED
+        self._state_changed = threading.Condition()
+        self._transport: StompTransport | None = None
+        self._epoch = 0
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._supervisor: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
+        self._busy = False
+        self._last_loss: ConnectionLost | None = None
+        self._lost_at: float | None = None
+        self._failure: ClientStopped | None = None
+        self.last_message_at: datetime | None = None
+        """When the last message of any kind arrived (aware UTC), or None."""
+
+    # ----------------------------------------------------------------------------------------- public
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection state now."""
+        return self._state
+
+    @property
+    def last_loss(self) -> ConnectionLost | None:
+        """The most recent connection loss or failed attempt, or None."""
+        return self._last_loss
+
+    def wait_for_state(self, *states: ConnectionState, timeout: float | None = None) -> bool:
+        """Wait until the state is one of *states*; return whether it is."""
+        with self._state_changed:
+            return self._state_changed.wait_for(lambda: self._state in states, timeout)
+
+    def start(self) -> None:
+        """Start connecting in the background; returns at once (see :meth:`wait_for_state`)."""
+        if self._supervisor is not None and self._supervisor.is_alive():
+            return
+        self._stopping.clear()
+        self._stopped.clear()
+        self._failure = None
+        self._set_state(ConnectionState.CONNECTING, "starting")
+        self._supervisor = threading.Thread(target=self._supervise, name="nfmp-supervisor", daemon=True)
+        self._watcher = threading.Thread(target=self._watch, name="nfmp-watchdog", daemon=True)
+        self._supervisor.start()
+        self._watcher.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Disconnect and stop. The durable subscription stays, and the server keeps events for it."""
+        self._shutdown(remove_durable=False, timeout=timeout)
+
+    def decommission(self, timeout: float = 10.0) -> None:
+        """Stop and delete the durable subscription, and with it the events stored for this client.
+
+        Use when this client id is retired for good; a plain :meth:`stop` keeps the subscription.
+        """
+        self._shutdown(remove_durable=True, timeout=timeout)
+
+    def run_forever(self) -> None:
+        """Start (if needed) and block until stopped; Ctrl-C stops the client cleanly.
+
+        Raises:
+            ClientStopped: The client gave up reconnecting.
+        """
+        self.start()
+        try:
+            while not self._stopped.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            self.stop()
+        if self._failure is not None:
+            raise self._failure
+
+    def __enter__(self) -> NfmpClient:
+        """Start the client."""
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        """Stop the client (the durable subscription stays)."""
+        self.stop()
+
+    def __repr__(self) -> str:
+        """Show the client id and the state."""
+        return f"<NfmpClient {self.config.client_id} {self._state.value}>"
+
+    # ------------------------------------------------------------------------------------- internals
+
+    def _shutdown(self, *, remove_durable: bool, timeout: float) -> None:
+        self._stopping.set()
+        self._inbox.put(None)
+        if self._supervisor is not None:
+            self._supervisor.join(timeout)
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close(remove_durable=remove_durable)
+            if remove_durable:
+                log.info(
+                    "%s: durable subscription %s removed", self.config.client_id, self.config.durable_name
+                )
+        elif remove_durable:
+            self._remove_offline(timeout)
+        if self._watcher is not None:
+            self._watcher.join(timeout)
+        self._set_state(ConnectionState.STOPPED, "stopped by the application")
+        self._stopped.set()
+
+    def _remove_offline(self, timeout: float) -> None:
+        # Not connected: connect once without delivering anything, just to delete the subscription.
+        for server in self.config.servers:
+            transport = StompTransport(self.config, server, -1, lambda _item: None, lambda: None)
+            try:
+                transport.open()
+            except AttemptFailed as exc:
+                log.warning(
+                    "%s: cannot reach %s to remove the subscription: %s", self.config.client_id, server, exc
+                )
+                continue
+            transport.close(remove_durable=True)
+            return
+        raise NfmpError("no server reachable: the durable subscription could not be removed")
+
+    def _set_state(self, state: ConnectionState, why: str) -> None:
+        with self._state_changed:
+            if state is self._state:
+                return
+            log.info("%s: %s -> %s (%s)", self.config.client_id, self._state.value, state.value, why)
+            self._state = state
+            self._state_changed.notify_all()
+
+    def _activity(self) -> None:
+        with self._watch_lock:
+            self._watchdog.observe(self._clock.monotonic())
+
+    def _call(self, name: str, *args: object) -> bool:
+        try:
+            getattr(self._handler, name)(*args)
+        except Exception:
+            log.exception("%s: the handler's %s raised", self.config.client_id, name)
+            return False
+        return True
+
+    # The supervisor thread.
+
+    def _supervise(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                if self._transport is None and not self._connect():
+                    return
+                item = self._inbox.get()
+                if item is None:
+                    continue
+                if isinstance(item, Lost):
+                    if item.epoch == self._epoch:
+                        self._lose(item.reason, item.detail)
+                elif item.epoch == self._epoch:
+                    self._busy = True
+                    try:
+                        self._deliver(item)
+                    finally:
+                        self._busy = False
+                        self._activity()  # the silence clock starts when the handler is done
+        except Exception:
+            log.exception("%s: supervisor failed", self.config.client_id)
+            self._failure = ClientStopped(self._last_loss)
+            self._set_state(ConnectionState.STOPPED, "internal error")
+            self._stopped.set()
+
+    def _lose(self, reason: LossReason, detail: str) -> None:
+        transport, self._transport = self._transport, None
+        with self._watch_lock:
+            self._watchdog.stop()
+        server = str(transport.server) if transport else ""
+        if transport is not None:
+            transport.abort(reason, detail)  # make sure the socket is gone (reported once only)
+        self._lost_at = self._clock.monotonic()
+        cause = ConnectionLost(reason=reason, detail=detail, server=server, at=_now())
+        self._last_loss = cause
+        log.warning("%s: connection to %s lost: %s: %s", self.config.client_id, server, reason.value, detail)
+        self._call("on_connection_lost", cause)
+        if reason is LossReason.SESSION_TERMINATED:
+            return
+        if not self._stopping.is_set():
+            self._set_state(ConnectionState.RECONNECTING, reason.value)
+
+    def _deliver(self, frame: FrameReceived) -> None:
+        self.last_message_at = _now()
+        message_id = frame.headers.get("message-id", "")
+        ack_id = frame.headers.get("ack", message_id)
+        transport = self._transport
+        if message_id and message_id in self._dedup:
+            log.debug("%s: duplicate %s dropped", self.config.client_id, message_id)
+            if transport is not None:
+                transport.ack(ack_id)
+            return
+        try:
+            event = self._codec.decode(frame.headers, frame.body)
+        except MalformedMessage as error:
+            log.warning("%s: malformed message %s: %s", self.config.client_id, message_id, error.reason)
+            self._call("on_malformed_message", error)
+            self._acknowledge(transport, ack_id, message_id)
+            return
+        if not self._dispatch(event):
+            return  # not acknowledged: redelivered after the next reconnect
+        self._acknowledge(transport, ack_id, message_id)
+        if isinstance(event, TerminateClientSession):
+            self._terminated(event)
+
+    def _acknowledge(self, transport: StompTransport | None, ack_id: str, message_id: str) -> None:
+        if transport is not None:
+            transport.ack(ack_id)
+        if message_id:
+            self._dedup.seen(message_id)
+
+    def _dispatch(self, event: Event) -> bool:
+        if is_system_event(event):
+            if isinstance(event, TerminateClientSession):
+                self._call("on_session_terminated", event)
+            return self._call("on_system_event", event)
+        return self._call("on_event", event)
+
+    def _terminated(self, notice: TerminateClientSession) -> None:
+        policy = self.config.on_terminate
+        log.warning("%s: session terminated by the server; policy %s", self.config.client_id, policy.value)
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+        self._last_loss = ConnectionLost(
+            reason=LossReason.SESSION_TERMINATED,
+            detail="TerminateClientSession received",
+            server=str(transport.server) if transport else "",
+            at=_now(),
+        )
+        self._call("on_connection_lost", self._last_loss)
+        if policy is TerminatePolicy.STOP:
+            self._set_state(ConnectionState.TERMINATED, "TerminateClientSession")
+            self._stopping.wait()  # until the application stops the client
+            return
+        self._lost_at = self._clock.monotonic()
+        self._set_state(ConnectionState.RECONNECTING, "TerminateClientSession")
+        if policy is TerminatePolicy.RECONNECT_AFTER_DELAY:
+            self._clock.wait(self._stopping, self.config.terminate_reconnect_delay)
+
+    def _connect(self) -> bool:
+        retry = self.config.retry
+        stop: tenacity.stop.stop_base = tenacity.stop_any(
+            tenacity.stop_when_event_set(self._stopping),
+            tenacity.stop_after_attempt(retry.max_attempts) if retry.max_attempts else tenacity.stop_never,
+        )
+        retrying = tenacity.Retrying(
+            stop=stop,
+            # Stable across tenacity versions (wait_exponential_jitter renamed its arguments).
+            wait=tenacity.wait_exponential(
+                multiplier=retry.initial_delay, max=retry.max_delay, exp_base=retry.multiplier
+            )
+            + tenacity.wait_random(0, retry.jitter),
+            retry=tenacity.retry_if_exception(
+                lambda exc: isinstance(exc, AttemptFailed) and exc.reason.retryable
+            ),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    self._attempt(attempt.retry_state.attempt_number)
+        except AttemptFailed as exc:
+            if self._stopping.is_set():
+                return False
+            self._failure = ClientStopped(self._last_loss)
+            log.error("%s: giving up: %s", self.config.client_id, exc)
+            self._set_state(ConnectionState.STOPPED, f"gave up: {exc.reason.value}")
+            self._stopped.set()
+            return False
+        return self._transport is not None
+
+    def _sleep(self, seconds: float) -> None:
+        self._clock.wait(self._stopping, seconds)  # a stop interrupts the backoff
+
+    def _attempt(self, number: int) -> None:
+        if self._stopping.is_set():
+            return
+        failure: AttemptFailed | None = None
+        for server in self.config.servers:
+            self._epoch += 1
+            transport = StompTransport(self.config, server, self._epoch, self._inbox.put, self._activity)
+            try:
+                transport.open()
+            except AttemptFailed as exc:
+                failure = exc
+                cause = ConnectionLost(
+                    reason=exc.reason, detail=exc.detail, server=str(server), at=_now(), attempt=number
+                )
+                self._last_loss = cause
+                log.warning(
+                    "%s: attempt %d on %s failed: %s: %s",
+                    self.config.client_id,
+                    number,
+                    server,
+                    exc.reason.value,
+                    exc.detail,
+                )
+                self._call("on_connection_lost", cause)
+                if not exc.reason.retryable:
+                    raise
+                continue
+            self._transport = transport
+            with self._watch_lock:
+                self._watchdog.start(self._clock.monotonic())
+            downtime = 0.0 if self._lost_at is None else self._clock.monotonic() - self._lost_at
+            self._set_state(ConnectionState.CONNECTED, f"subscribed on {server}")
+            self._call(
+                "on_connection_restored",
+                ConnectionRestored(
+                    server=str(server),
+                    at=_now(),
+                    attempts=number,
+                    downtime=downtime,
+                    session=transport.session,
+                ),
+            )
+            return
+        assert failure is not None  # noqa: S101  # the server list is never empty
+        raise failure
+
+    # The watchdog thread.
+
+    def _watch(self) -> None:
+        tick = min(_WATCHDOG_TICK_MAX, self.config.keepalive_timeout / 4)
+        while not self._clock.wait(self._stopping, tick):
+            with self._watch_lock:
+                now = self._clock.monotonic()
+                expired = self._watchdog.expired(now) and not self._busy and self._inbox.empty()
+                silence = self._watchdog.silence(now)
+                if expired:
+                    self._watchdog.stop()
+            transport = self._transport
+            if expired and transport is not None:
+                self._set_state(ConnectionState.STALE, f"silent for {silence:.1f} s")
+                transport.abort(
+                    LossReason.WATCHDOG_EXPIRED,
+                    f"nothing from the server for {silence:.1f} s (keepalive_timeout "
+                    f"{self.config.keepalive_timeout:g} s)",
+                )

@@ -1,0 +1,286 @@
+"""NfmpClient on the real broker, driven by the simulated server and broken by the fault proxy."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import pytest
+
+from nfmp_client import (
+    ClientConfig,
+    ConnectionLost,
+    ConnectionRestored,
+    ConnectionState,
+    DataEvent,
+    Handler,
+    KeepAliveEvent,
+    LossReason,
+    NfmpClient,
+    RetryPolicy,
+    SystemEvent,
+    SystemInfoEvent,
+    TerminateClientSession,
+)
+from nfmp_client.testing import ActiveMQAdmin, FaultProxy, SimulatedServer
+
+from ..conftest import BrokerInfo
+
+pytestmark = pytest.mark.integration
+
+WAIT = 15.0
+FAST_RETRY = RetryPolicy(initial_delay=0.05, max_delay=0.5, jitter=0.05, connect_timeout=3.0)
+
+
+class Recorder(Handler):
+    """Records every callback; can be told to fail on chosen events."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue[DataEvent] = queue.Queue()
+        self.system: queue.Queue[SystemEvent] = queue.Queue()
+        self.losses: queue.Queue[ConnectionLost] = queue.Queue()
+        self.restored: queue.Queue[ConnectionRestored] = queue.Queue()
+        self.terminated: queue.Queue[TerminateClientSession] = queue.Queue()
+        self.fail_next = 0
+        self.delay = 0.0
+        self.handled = 0
+
+    def on_event(self, event: DataEvent) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError("handler failure (on purpose)")
+        self.handled += 1
+        self.events.put(bare(event))
+
+    def on_system_event(self, event: SystemEvent) -> None:
+        self.system.put(event)
+
+    def on_session_terminated(self, notice: TerminateClientSession) -> None:
+        self.terminated.put(notice)
+
+    def on_connection_lost(self, cause: ConnectionLost) -> None:
+        self.losses.put(cause)
+
+    def on_connection_restored(self, info: ConnectionRestored) -> None:
+        self.restored.put(info)
+
+    def take(self, count: int, timeout: float = WAIT) -> list[DataEvent]:
+        return [self.events.get(timeout=timeout) for _ in range(count)]
+
+
+def bare(event: Any) -> Any:
+    return attrs.evolve(event, header=attrs.evolve(event.header, stomp_headers={}))
+
+
+@pytest.fixture
+def server(broker: BrokerInfo) -> Iterator[SimulatedServer]:
+    sim = SimulatedServer(
+        broker.host,
+        broker.port,
+        admin=ActiveMQAdmin(broker.jmx_url),
+        keepalive_interval=0.2,
+        client_id=f"sim-{uuid.uuid4().hex[:8]}",
+        terminate_grace=0.2,
+    )
+    with sim:
+        yield sim
+
+
+@pytest.fixture
+def proxy(broker: BrokerInfo) -> Iterator[FaultProxy]:
+    with FaultProxy(broker.host, broker.port) as fault_proxy:
+        yield fault_proxy
+
+
+def config_for(*servers: str, **overrides: Any) -> ClientConfig:
+    settings: dict[str, Any] = {
+        "servers": list(servers),
+        "client_id": f"oss-{uuid.uuid4().hex[:8]}@1",
+        "heartbeats": (500, 500),
+        "keepalive_timeout": 2.0,
+        "retry": FAST_RETRY,
+    }
+    settings.update(overrides)
+    return ClientConfig(**settings)
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+def running(config: ClientConfig, handler: Handler) -> NfmpClient:
+    client = NfmpClient(config, handler)
+    client.start()
+    assert client.wait_for_state(ConnectionState.CONNECTED, timeout=WAIT), client.last_loss
+    return client
+
+
+class TestDelivery:
+    def test_events_in_order_then_stop(
+        self, server: SimulatedServer, broker: BrokerInfo, recorder: Recorder
+    ) -> None:
+        """Data events reach on_event in order; system events reach on_system_event; stop() is clean."""
+        client = running(config_for(f"{broker.host}:{broker.port}"), recorder)
+        try:
+            server.wait_for_subscriber(client.config.client_id)
+            sent = server.generate(25)
+
+            assert recorder.take(25) == sent
+            assert isinstance(recorder.system.get(timeout=WAIT), (SystemInfoEvent, KeepAliveEvent))
+        finally:
+            client.stop()
+        assert client.state is ConnectionState.STOPPED
+
+    def test_stop_keeps_the_backlog_decommission_removes_it(
+        self, server: SimulatedServer, broker: BrokerInfo, recorder: Recorder
+    ) -> None:
+        """Events sent while stopped arrive on the next start; after decommission nothing is kept."""
+        config = config_for(f"{broker.host}:{broker.port}")
+        client = running(config, recorder)
+        server.wait_for_subscriber(config.client_id)
+        client.stop()
+
+        sent = server.generate(5)
+        server.sync()
+        client = running(config, recorder)
+        assert recorder.take(5) == sent
+        client.decommission()
+
+        server.generate(5)
+        server.sync()
+        subs = [
+            s
+            for s in ActiveMQAdmin(broker.jmx_url).durable_subscriptions()
+            if s.client_id == config.client_id
+        ]
+        assert subs == []
+
+    def test_failing_handler_gets_the_event_again(
+        self, server: SimulatedServer, broker: BrokerInfo, proxy: FaultProxy, recorder: Recorder
+    ) -> None:
+        """A message whose handler raised is not acknowledged: it comes back after a reconnect."""
+        client = running(config_for(f"127.0.0.1:{proxy.port}"), recorder)
+        try:
+            server.wait_for_subscriber(client.config.client_id)
+            recorder.fail_next = 1
+            (first,) = server.generate(1)
+            deadline = time.monotonic() + WAIT
+            while recorder.fail_next and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+            proxy.reset()
+            proxy.passthrough()
+
+            assert recorder.take(1) == [first]
+        finally:
+            client.stop()
+
+
+class TestFailureDetection:
+    def test_blackhole_detected_reconnected_nothing_lost(
+        self, server: SimulatedServer, broker: BrokerInfo, proxy: FaultProxy, recorder: Recorder
+    ) -> None:
+        """A half-open link is noticed (heart-beats), the client reconnects, and no event is lost."""
+        client = running(config_for(f"127.0.0.1:{proxy.port}", keepalive_timeout=3.0), recorder)
+        try:
+            server.wait_for_subscriber(client.config.client_id)
+            before = server.generate(3)
+            assert recorder.take(3) == before
+
+            proxy.blackhole()
+            blackholed = time.monotonic()
+            during = server.generate(5)
+            loss = recorder.losses.get(timeout=WAIT)
+            detected = time.monotonic() - blackholed
+            proxy.passthrough()
+
+            assert loss.reason in (LossReason.HEARTBEAT_TIMEOUT, LossReason.WATCHDOG_EXPIRED)
+            assert detected < client.config.keepalive_timeout + 1.0
+            assert recorder.take(5) == during
+        finally:
+            client.stop()
+
+    def test_silent_server_trips_the_watchdog(
+        self, server: SimulatedServer, broker: BrokerInfo, recorder: Recorder
+    ) -> None:
+        """A hung server (broker fine, heart-beats fine, no keep-alives) is detected by the watchdog."""
+        client = running(config_for(f"{broker.host}:{broker.port}", keepalive_timeout=1.0), recorder)
+        try:
+            server.wait_for_subscriber(client.config.client_id)
+            server.silence()
+            silenced = time.monotonic()
+
+            loss = recorder.losses.get(timeout=WAIT)
+
+            assert loss.reason is LossReason.WATCHDOG_EXPIRED
+            assert time.monotonic() - silenced < 1.0 + 1.0
+        finally:
+            server.resume()
+            client.stop()
+
+    def test_terminate_stops_by_default(
+        self, server: SimulatedServer, broker: BrokerInfo, recorder: Recorder
+    ) -> None:
+        """TerminateClientSession: the callback, a typed loss, and no reconnection."""
+        client = running(config_for(f"{broker.host}:{broker.port}"), recorder)
+        try:
+            server.wait_for_subscriber(client.config.client_id)
+            server.terminate(client.config.client_id)
+
+            notice = recorder.terminated.get(timeout=WAIT)
+            assert notice.client_id == client.config.client_id
+            assert client.wait_for_state(ConnectionState.TERMINATED, timeout=WAIT)
+            time.sleep(1.0)
+            assert client.state is ConnectionState.TERMINATED
+            assert recorder.restored.qsize() == 1  # only the first connection
+        finally:
+            client.stop()
+
+    def test_failover_to_standby(
+        self, server: SimulatedServer, broker: BrokerInfo, recorder: Recorder
+    ) -> None:
+        """With the primary down, the client connects to the standby and says why the primary failed."""
+        with FaultProxy(broker.host, broker.port) as primary:
+            primary.reset()  # refuses every connection
+            client = running(
+                config_for(f"127.0.0.1:{primary.port}", f"{broker.host}:{broker.port}"), recorder
+            )
+            try:
+                info = recorder.restored.get(timeout=WAIT)
+                assert info.server == f"{broker.host}:{broker.port}"
+                assert recorder.losses.get(timeout=WAIT).server == f"127.0.0.1:{primary.port}"
+            finally:
+                client.stop()
+
+    def test_bad_password_is_not_retried(self, broker: BrokerInfo, recorder: Recorder) -> None:
+        """A client id the broker refuses for good ends in STOPPED with the typed reason, quickly."""
+        config = config_for(f"{broker.host}:{broker.port}", retry=attrs.evolve(FAST_RETRY, max_attempts=3))
+        hog = NfmpClient(config, Handler())
+        hog.start()
+        assert hog.wait_for_state(ConnectionState.CONNECTED, timeout=WAIT)
+        try:
+            client = NfmpClient(config, recorder)
+            client.start()
+            assert client.wait_for_state(ConnectionState.STOPPED, timeout=WAIT)
+            reasons = {recorder.losses.get(timeout=1).reason for _ in range(3)}
+            assert reasons == {LossReason.CLIENT_ID_IN_USE}
+        finally:
+            hog.stop()
+
+
+def test_threads_end_on_stop(broker: BrokerInfo) -> None:
+    """stop() ends the client's threads."""
+    before = threading.active_count()
+    client = running(config_for(f"{broker.host}:{broker.port}"), Handler())
+    client.stop()
+    time.sleep(0.5)
+
+    assert threading.active_count() <= before
