@@ -276,6 +276,51 @@ class TestFailureDetection:
             hog.stop()
 
 
+class TestResilience:
+    def test_broker_restart(self, broker_factory: Any, recorder: Recorder) -> None:
+        """The broker goes down and comes back: the client notices, reconnects, and gets what was stored."""
+        own = broker_factory()
+        client = running(config_for(f"{own.host}:{own.port}", keepalive_timeout=30.0), recorder)
+        try:
+            with SimulatedServer(own.host, own.port, keepalive_interval=0, client_id="sim-restart") as sim:
+                sim.wait_for_subscriber(client.config.client_id)
+                own.restart()
+                loss = recorder.losses.get(timeout=WAIT)
+                assert loss.reason in (LossReason.SOCKET_ERROR, LossReason.HEARTBEAT_TIMEOUT)
+                assert client.wait_for_state(ConnectionState.CONNECTED, timeout=60)
+                sent = sim.generate(3)
+
+                assert recorder.take(3) == sent
+        finally:
+            client.stop()
+
+    def test_slow_handler_bounded_and_no_false_timeout(
+        self, server: SimulatedServer, broker: BrokerInfo, recorder: Recorder
+    ) -> None:
+        """A handler slower than the stream: the backlog waits on the broker, and no loss is declared."""
+        config = config_for(
+            f"{broker.host}:{broker.port}", prefetch=5, keepalive_timeout=1.0, heartbeats=(300, 300)
+        )
+        recorder.delay = 0.05
+        client = running(config, recorder)
+        try:
+            server.wait_for_subscriber(config.client_id)
+            sent = server.generate(60)  # 3 s of handling, three times the keep-alive timeout
+            server.sync()
+            (sub,) = [
+                s
+                for s in ActiveMQAdmin(broker.jmx_url).durable_subscriptions()
+                if s.client_id == config.client_id
+            ]
+
+            assert sub.pending > 30  # the backlog waits on the broker, not in our memory (prefetch 5)
+            assert recorder.take(60, timeout=30) == sent
+            assert recorder.losses.empty()
+            assert client.state is ConnectionState.CONNECTED
+        finally:
+            client.stop()
+
+
 def test_threads_end_on_stop(broker: BrokerInfo) -> None:
     """stop() ends the client's threads."""
     before = threading.active_count()
