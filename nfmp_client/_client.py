@@ -445,6 +445,9 @@ class NfmpClient:
                 if expired:
                     self._watchdog.stop()
             transport = self._transport
+            if transport is not None and not expired and transport.heartbeats_overdue():
+                transport.abort(LossReason.HEARTBEAT_TIMEOUT, "no heart-beat from the broker in time")
+                continue
             if expired and transport is not None:
                 self._set_state(ConnectionState.STALE, f"silent for {silence:.1f} s")
                 transport.abort(

@@ -88,6 +88,7 @@ class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
 
     def on_heartbeat(self) -> None:
         self._owner._last_heard = time.monotonic()  # the path is alive (not a sign of life from NFM-P)
+        self._owner._heard_heartbeat = True
 
     def on_receipt(self, frame: Any) -> None:
         receipt = frame.headers.get("receipt-id", "")
@@ -141,6 +142,7 @@ class StompTransport:
         self._session = ""
         self._heartbeat_timeout = False
         self._last_heard = time.monotonic()  # any frame or heart-beat from the broker
+        self._heard_heartbeat = False
         self._closing = False
         self._abort_reason: tuple[LossReason, str] | None = None
         self._reported = threading.Lock()
@@ -163,6 +165,16 @@ class StompTransport:
             AttemptFailed: The server refused, did not answer within the connect timeout, or the TCP/TLS
                 connection failed.
         """
+        try:
+            self._open()
+        except AttemptFailed:
+            raise
+        except (stomp.exception.StompException, OSError) as exc:  # the boundary: nothing else escapes
+            self._abandon()
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise AttemptFailed(LossReason.SOCKET_ERROR, detail, self.server) from None
+
+    def _open(self) -> None:
         config = self.config
         timeout = config.retry.connect_timeout
         conn = stomp.Connection12(
@@ -284,7 +296,7 @@ class StompTransport:
             self._loss_sent = True
         if self._abort_reason is not None:
             reason, detail = self._abort_reason
-        elif self._heartbeat_timeout or self._heartbeats_overdue():
+        elif self._heartbeat_timeout or self._heartbeats_overdue(first_grace=False):
             reason, detail = LossReason.HEARTBEAT_TIMEOUT, "no heart-beat from the broker in time"
         elif self._error:
             reason, detail = _classify_error(self._error), self._error
@@ -292,10 +304,22 @@ class StompTransport:
             reason, detail = LossReason.SOCKET_ERROR, "the connection was closed"
         self._sink(Lost(epoch=self.epoch, reason=reason, detail=detail))
 
-    def _heartbeats_overdue(self) -> bool:
-        # stomp.py reports on_disconnected before on_heartbeat_timeout: judge from the silence ourselves.
+    def heartbeats_overdue(self) -> bool:
+        """Whether the broker's heart-beats are overdue (1.5 intervals of total silence on the socket).
+
+        stomp.py checks this itself only once per heart-beat interval, so a dead path can take up to two
+        and a half intervals to be reported; the client's watchdog thread asks this more often.
+        """
+        return self._connected.is_set() and self._heartbeats_overdue()
+
+    def _heartbeats_overdue(self, *, first_grace: bool = True) -> bool:
+        # ActiveMQ sends its first heart-beat only after two intervals (broker.md 4.1): until one arrived,
+        # the proactive check allows twice the grace. To name the reason of a loss already seen (stomp.py
+        # reports on_disconnected before on_heartbeat_timeout) the plain grace is the test.
         receive_ms = self.config.heartbeats[1]
-        return bool(receive_ms) and time.monotonic() - self._last_heard > receive_ms / 1000 * 1.5
+        doubled = first_grace and not self._heard_heartbeat
+        grace = receive_ms / 1000 * 1.5 * (2 if doubled else 1)
+        return bool(receive_ms) and time.monotonic() - self._last_heard > grace
 
     def _receipt(self) -> str:
         receipt = f"nfmp-{uuid.uuid4().hex[:12]}"

@@ -321,6 +321,19 @@ class TestResilience:
             client.stop()
 
 
+def test_idle_connection_is_not_declared_dead(broker: BrokerInfo, recorder: Recorder) -> None:
+    """A quiet but healthy connection (no messages, heart-beats only) stays up for many intervals."""
+    config = config_for(f"{broker.host}:{broker.port}", heartbeats=(300, 300), keepalive_timeout=60.0)
+    client = running(config, recorder)
+    try:
+        time.sleep(3.0)  # ten heart-beat intervals; ActiveMQ's first heart-beat comes after two
+
+        assert recorder.losses.empty(), recorder.losses.get()
+        assert client.state is ConnectionState.CONNECTED
+    finally:
+        client.stop()
+
+
 def test_threads_end_on_stop(broker: BrokerInfo) -> None:
     """stop() ends the client's threads."""
     before = threading.active_count()
