@@ -3,33 +3,53 @@
 The connection failures an NFM-P client must survive happen between it and the broker, and most of them are
 silent. Seed 000's firewall dropped idle TCP sessions without telling either side: both sockets stayed
 ESTABLISHED and nothing flowed ever again. This proxy reproduces that and the other faults on loopback,
-without root:
+without root, so that a test can break the path at the moment it chooses and watch what the client does:
 
-* ``PASS``: bytes flow both ways.
-* ``BLACKHOLE``: nothing flows and nothing closes: both sides keep an open, ESTABLISHED socket. A connection
-  that was blackholed is dead for good (like a firewall that forgot the session: whatever the peers send is
-  lost, so their byte streams could never be resumed); switching back to ``PASS`` only lets *new*
-  connections through. New connections made while the mode holds are accepted and blackholed at once.
-* ``RESET``: every open connection is closed with a TCP reset on both sides; new ones are reset at once.
+* ``PASS``: bytes flow both ways; a FIN from one peer is passed on to the other once the bytes before it are
+  delivered (half-close works).
+* ``BLACKHOLE``: nothing flows and nothing closes. The proxy stops reading and writing both sockets of every
+  connection and never closes them (until :meth:`FaultProxy.reset` or :meth:`FaultProxy.stop`): each peer
+  keeps an ESTABLISHED socket and gets no byte, no FIN and no reset, even when the other peer closes; what
+  it sends piles up in kernel buffers. Bytes the proxy held at that moment are dropped. New connections made
+  while the mode holds are accepted (the kernel completes the handshake) and blackholed at once; the target
+  never hears of them.
+* ``RESET``: every open connection, blackholed ones included, is closed with a TCP reset on both sides before
+  :meth:`FaultProxy.reset` returns; new connections are reset as soon as they are accepted.
 * ``DELAY``: bytes flow with an added latency per chunk, in order.
 * ``IDLE_TIMEOUT``: bytes flow, but a connection idle (no byte either way) for longer than the configured
-  seconds is silently blackholed, for good: the stateful firewall of the seed.
+  seconds is silently blackholed, exactly as above: the stateful firewall of the seed.
 
-One selector thread does all the work; the public methods are thread-safe.
+A blackholed connection is dead for good. Switching back to ``PASS`` lets *new* connections through and leaves
+the blackholed ones silent: that is what a firewall which has forgotten a session does, and the only honest
+choice, because the bytes the peers sent meanwhile are lost, so their byte streams (STOMP frames) could not be
+resumed anyway. A test ends them with :meth:`FaultProxy.reset` or lets the client give up on them.
+
+Unlike a real firewall, the proxy's kernel still acknowledges what the peers send into a blackhole, so there
+are no TCP retransmissions, only silence: the peers' own TCP stacks never time the connection out. For
+heart-beat detection, which is what an application relies on, the effect is the same.
+
+One selector thread does all the I/O, with non-blocking sockets: a peer that stops reading stalls only its own
+connection (the proxy stops reading from the other side once ``buffer_limit`` bytes are held for it), never
+the proxy. The public methods are thread-safe and return once the mode change is in force.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import errno
+import functools
 import logging
+import math
+import os
 import selectors
 import socket
 import struct
 import threading
 import time
 from collections import deque
-from typing import Final, final
+from collections.abc import Callable
+from typing import Any, Final, final
 
 from attrs import frozen
 
@@ -38,7 +58,13 @@ __all__ = ["FaultProxy", "ProxyMode", "ProxyStats"]
 log = logging.getLogger("nfmp_client.testing")
 
 _CHUNK: Final = 65536
-_TICK: Final = 0.02  # seconds: how often delayed chunks and idle timers are looked at
+_DEFAULT_CONNECT_TIMEOUT: Final = 5.0
+_DEFAULT_BUFFER_LIMIT: Final = 1024 * 1024
+_MAX_WAIT: Final = 0.5  # seconds: the loop looks at its timers at least this often, as a safety net
+_ACCEPT: Final = "accept"
+_WAKE: Final = "wake"
+_READ: Final = selectors.EVENT_READ
+_WRITE: Final = selectors.EVENT_WRITE
 
 
 class ProxyMode(enum.Enum):
@@ -58,49 +84,93 @@ class ProxyMode(enum.Enum):
 
 @frozen(kw_only=True)
 class ProxyStats:
-    """What a :class:`FaultProxy` has seen so far."""
+    """What a :class:`FaultProxy` has seen since it was created (a snapshot)."""
 
     mode: ProxyMode
     """The current mode."""
     open_connections: int
-    """Connections open now (blackholed ones included: their sockets are open)."""
+    """Connections accepted and not closed yet (blackholed ones included: their sockets are open)."""
     accepted: int
-    """Connections accepted since start."""
+    """Connections accepted, those reset on arrival included."""
     blackholed: int
-    """Connections blackholed since start (by the mode or by the idle timeout)."""
+    """Connections blackholed, by the mode or by the idle timeout."""
     idled_out: int
-    """Connections blackholed by the idle timeout."""
+    """Connections blackholed by the idle timeout (also counted in :attr:`blackholed`)."""
+    resets: int
+    """Connections ended with a TCP reset by the ``RESET`` mode, those reset on arrival included."""
+    connect_failures: int
+    """Connections whose target could not be reached (the client was reset)."""
     bytes_to_target: int
-    """Bytes forwarded from clients to the target."""
+    """Bytes delivered from clients to the target (bytes dropped by a blackhole are not counted)."""
     bytes_to_client: int
-    """Bytes forwarded from the target to clients."""
+    """Bytes delivered from the target to clients."""
+
+
+class _Direction:
+    """One direction of a connection: bytes read from one socket, held, then written to the other."""
+
+    __slots__ = ("delayed", "eof", "held", "outbuf", "shut", "to_target")
+
+    def __init__(self, *, to_target: bool) -> None:
+        self.to_target = to_target
+        self.delayed: deque[tuple[float, bytes]] = deque()  # (due, chunk), in arrival order
+        self.outbuf = bytearray()  # due bytes the sink's kernel buffer has not taken yet
+        self.held = 0  # bytes in delayed + outbuf
+        self.eof = False  # the source sent FIN
+        self.shut = False  # ... and it was passed on to the sink
+
+    def drop(self) -> None:
+        self.delayed.clear()
+        self.outbuf.clear()
+        self.held = 0
 
 
 class _Pipe:
-    """One proxied connection: the client's socket and the target's."""
+    """One proxied connection: the client's socket and, once connecting, the target's."""
 
-    def __init__(self, client: socket.socket, target: socket.socket, number: int) -> None:
-        self.client = client
-        self.target = target
+    def __init__(self, number: int, client: socket.socket, peer: str, now: float) -> None:
         self.number = number
+        self.client = client
+        self.target: socket.socket | None = None
+        self.peer = peer
+        self.connecting = False
+        self.connect_deadline = 0.0
         self.dead = False  # blackholed for good
-        self.last_activity = time.monotonic()
-        self.pending: deque[tuple[float, socket.socket, bytes]] = deque()  # (due, destination, data)
-
-    def other(self, sock: socket.socket) -> socket.socket:
-        return self.target if sock is self.client else self.client
+        self.closed = False
+        self.last_activity = now
+        self.up = _Direction(to_target=True)
+        self.down = _Direction(to_target=False)
+        self.masks: dict[socket.socket, int] = {}  # what each socket is registered for (absent: nothing)
 
 
 @final
 class FaultProxy:
-    """A TCP proxy from ``listen_host:port`` to ``target_host:target_port`` with switchable faults.
+    """A TCP proxy from ``listen_host:listen_port`` to ``target_host:target_port`` with switchable faults.
+
+    Every mode applies at once to the open connections and to new ones; the proxy starts in ``PASS``. See the
+    module documentation for exactly what each mode does on the wire.
 
     Example::
 
-        with FaultProxy("127.0.0.1", broker_port) as proxy:
-            conn = stomp.Connection12([("127.0.0.1", proxy.port)], heartbeats=(500, 500))
+        with FaultProxy(broker.host, broker.port) as proxy:
+            conn = stomp.Connection12([proxy.address], heartbeats=(500, 500))
             ...
-            proxy.blackhole()       # the path dies silently; heart-beats notice, nothing else does
+            proxy.blackhole()   # the path dies silently: heart-beats notice, nothing else does
+            ...
+            proxy.passthrough()  # new connections flow again; the blackholed one stays dead
+
+    Args:
+        target_host: Where connections are forwarded to (resolved once, by :meth:`start`).
+        target_port: The target's port.
+        listen_host: The address to listen on.
+        listen_port: The port to listen on; 0 picks a free one (see :attr:`port`).
+        connect_timeout: Seconds to wait for the target when a client connects; a client whose target cannot
+            be reached in time is reset.
+        buffer_limit: Bytes the proxy holds per connection and direction (delayed or not yet written) before
+            it stops reading from the sender.
+
+    Raises:
+        ValueError: A port out of range, or a timeout or limit that is not positive.
     """
 
     def __init__(
@@ -110,69 +180,113 @@ class FaultProxy:
         *,
         listen_host: str = "127.0.0.1",
         listen_port: int = 0,
-        connect_timeout: float = 5.0,
+        connect_timeout: float = _DEFAULT_CONNECT_TIMEOUT,
+        buffer_limit: int = _DEFAULT_BUFFER_LIMIT,
     ) -> None:
-        """Prepare the proxy; nothing listens before :meth:`start`.
-
-        Args:
-            target_host: Where connections are forwarded to.
-            target_port: The target's port.
-            listen_host: The address to listen on.
-            listen_port: The port to listen on; 0 picks a free one (see :attr:`port`).
-            connect_timeout: Seconds to wait for the target when a client connects.
-        """
-        if connect_timeout <= 0:
-            raise ValueError(f"connect_timeout must be positive, got {connect_timeout!r}")
+        if not 0 < target_port < 65536:
+            raise ValueError(f"target_port must be 1 to 65535, got {target_port!r}")
+        if not 0 <= listen_port < 65536:
+            raise ValueError(f"listen_port must be 0 to 65535, got {listen_port!r}")
+        if not (math.isfinite(connect_timeout) and connect_timeout > 0):
+            raise ValueError(f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}")
+        if buffer_limit < 1:
+            raise ValueError(f"buffer_limit must be a positive number of bytes, got {buffer_limit!r}")
         self._target = (target_host, target_port)
         self._listen = (listen_host, listen_port)
         self._connect_timeout = connect_timeout
+        self._buffer_limit = buffer_limit
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._version = 0  # bumped (and waiters woken) whenever something may have changed
         self._mode = ProxyMode.PASS
         self._delay = 0.0
         self._idle = 0.0
-        self._pipes: dict[socket.socket, _Pipe] = {}
-        self._counts = {"accepted": 0, "blackholed": 0, "idled_out": 0, "to_target": 0, "to_client": 0}
+        self._pipes: dict[int, _Pipe] = {}
+        self._numbered = 0
+        self._accepted = self._blackholed = self._idled_out = self._resets = self._connect_failures = 0
+        self._to_target = self._to_client = 0
+        self._running = False
+        self._address: tuple[str, int] | None = None
+        self._name = f"fault proxy -> {target_host}:{target_port}"
+        self._target_family = socket.AF_INET
+        self._target_sockaddr: Any = None
         self._server: socket.socket | None = None
         self._selector: selectors.BaseSelector | None = None
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
         self._thread: threading.Thread | None = None
-        self._running = False
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._to_reset: list[_Pipe] = []  # the connections open when reset() was called
+
+    def __repr__(self) -> str:
+        where = "not started" if self._address is None else "{}:{}".format(*self._address)
+        return f"<FaultProxy {where} -> {self._target[0]}:{self._target[1]}, mode {self._mode.value}>"
 
     # ------------------------------------------------------------------------------------------- life
 
     def start(self) -> None:
-        """Listen and start forwarding (mode ``PASS``)."""
-        if self._running:
-            return
-        server = socket.create_server(self._listen)
-        server.setblocking(False)
-        self._server = server
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(server, selectors.EVENT_READ, "accept")
-        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
-        self._running = True
-        self._thread = threading.Thread(target=self._loop, name="nfmp-fault-proxy", daemon=True)
-        self._thread.start()
-        log.info("proxy: %s:%d -> %s:%d", *self.address, *self._target)
+        """Listen and start forwarding; does nothing if already started.
+
+        After :meth:`stop`, ``start()`` listens again on the same port, in the mode the proxy was left in.
+
+        Raises:
+            OSError: The target's name cannot be resolved, or the listening address cannot be bound.
+        """
+        with self._lock:
+            if self._running:
+                return
+            family, _, _, _, sockaddr = socket.getaddrinfo(*self._target, type=socket.SOCK_STREAM)[0]
+            server = socket.create_server(self._listen)
+            server.setblocking(False)
+            host, port = server.getsockname()[:2]
+            self._address = (str(host), int(port))
+            self._listen = (self._listen[0], int(port))
+            self._name = f"fault proxy :{port}"
+            self._target_family, self._target_sockaddr = family, sockaddr
+            selector = selectors.DefaultSelector()
+            wake_r, wake_w = socket.socketpair()
+            wake_r.setblocking(False)
+            wake_w.setblocking(False)
+            selector.register(server, _READ, _ACCEPT)
+            selector.register(wake_r, _READ, _WAKE)
+            self._server, self._selector, self._wake_r, self._wake_w = server, selector, wake_r, wake_w
+            self._running = True
+            self._thread = threading.Thread(
+                target=self._loop, args=(selector,), name=f"nfmp-fault-proxy-{port}", daemon=True
+            )
+            self._thread.start()
+            log.info(
+                "%s: forwarding %s:%d -> %s:%d (mode %s)",
+                self._name,
+                *self._address,
+                *self._target,
+                self._mode.value,
+            )
 
     def stop(self) -> None:
-        """Close every connection and stop listening."""
-        if not self._running:
-            return
-        self._running = False
+        """Close every connection (with a FIN, blackholed ones too), stop listening and join the thread.
+
+        Does nothing if not started.
+        """
+        with self._lock:
+            if not self._running:
+                return
+            self._running = False
+            thread = self._thread
         self._wake()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        for pipe in {id(p): p for p in self._pipes.values()}.values():
-            self._close(pipe, reset=False)
-        if self._server is not None:
-            self._server.close()
-        if self._selector is not None:
-            self._selector.close()
-        self._wake_r.close()
-        self._wake_w.close()
-        log.info("proxy: stopped")
+        if thread is not None:
+            thread.join(timeout=10.0)
+            if thread.is_alive():  # pragma: no cover - the loop never blocks
+                log.warning("%s: the proxy thread did not stop", self._name)
+        with self._lock:
+            for pipe in list(self._pipes.values()):
+                self._close(pipe, reset=False, why="closed: the proxy stopped")
+            for sock in (self._server, self._wake_r, self._wake_w):
+                if sock is not None:
+                    sock.close()
+            if self._selector is not None:
+                self._selector.close()
+            self._server = self._selector = self._wake_r = self._wake_w = self._thread = None
+            self._bump()
+        log.info("%s: stopped", self._name)
 
     def __enter__(self) -> FaultProxy:
         """Start the proxy."""
@@ -185,15 +299,22 @@ class FaultProxy:
 
     @property
     def address(self) -> tuple[str, int]:
-        """The ``(host, port)`` clients connect to."""
-        if self._server is None:
+        """The ``(host, port)`` clients connect to (known once started; kept after :meth:`stop`).
+
+        Raises:
+            RuntimeError: The proxy was never started.
+        """
+        if self._address is None:
             raise RuntimeError("the proxy is not started")
-        host, port = self._server.getsockname()[:2]
-        return str(host), int(port)
+        return self._address
 
     @property
     def port(self) -> int:
-        """The port clients connect to."""
+        """The port clients connect to.
+
+        Raises:
+            RuntimeError: The proxy was never started.
+        """
         return self.address[1]
 
     # ------------------------------------------------------------------------------------------ modes
@@ -204,205 +325,393 @@ class FaultProxy:
         return self._mode
 
     def passthrough(self) -> None:
-        """Forward both ways (connections blackholed earlier stay dead)."""
-        self._set(ProxyMode.PASS)
+        """Forward both ways; connections blackholed earlier stay dead, new ones flow."""
+        self._set_mode(ProxyMode.PASS)
 
     def blackhole(self) -> None:
-        """Forward nothing and close nothing, for every open and every new connection."""
-        self._set(ProxyMode.BLACKHOLE)
+        """Forward nothing and close nothing, for every open connection (for good) and every new one.
+
+        When this returns, no further byte is delivered on any open connection.
+        """
+        self._set_mode(ProxyMode.BLACKHOLE)
 
     def reset(self) -> None:
-        """Reset every open connection (both sides), and each new one while the mode holds."""
-        self._set(ProxyMode.RESET)
+        """Reset both sides of every open connection (SO_LINGER 0: an RST), and each new one meanwhile.
+
+        When this returns, every connection that was open has been reset, so ``reset(); passthrough()`` breaks
+        the open connections and lets the client reconnect at once.
+        """
+        self._set_mode(ProxyMode.RESET)
 
     def delay(self, seconds: float) -> None:
-        """Forward with *seconds* of added latency per chunk, in order."""
-        if seconds < 0:
-            raise ValueError(f"the delay must be 0 or more seconds, got {seconds!r}")
-        with self._lock:
-            self._delay = seconds
-        self._set(ProxyMode.DELAY, f"{seconds:g} s")
+        """Forward each chunk read from now on *seconds* later, in order (earlier chunks keep their time).
 
-    def idle_timeout(self, seconds: float) -> None:
-        """Forward, but silently blackhole (for good) a connection idle for more than *seconds*."""
-        if seconds <= 0:
-            raise ValueError(f"the idle timeout must be positive, got {seconds!r}")
-        with self._lock:
-            self._idle = seconds
-            now = time.monotonic()
-            for pipe in self._pipes.values():
-                pipe.last_activity = now
-        self._set(ProxyMode.IDLE_TIMEOUT, f"{seconds:g} s")
-
-    def stats(self) -> ProxyStats:
-        """Return what the proxy has seen so far."""
-        with self._lock:
-            pipes = {id(p) for p in self._pipes.values()}
-            return ProxyStats(
-                mode=self._mode,
-                open_connections=len(pipes),
-                accepted=self._counts["accepted"],
-                blackholed=self._counts["blackholed"],
-                idled_out=self._counts["idled_out"],
-                bytes_to_target=self._counts["to_target"],
-                bytes_to_client=self._counts["to_client"],
-            )
-
-    def wait_for_connections(self, count: int, *, timeout: float = 10.0) -> None:
-        """Wait until at least *count* connections are open.
+        Args:
+            seconds: The added latency, each way; 0 forwards at once.
 
         Raises:
-            TimeoutError: Not within *timeout* seconds.
+            ValueError: *seconds* is negative or not finite.
         """
-        deadline = time.monotonic() + timeout
-        while self.stats().open_connections < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"fewer than {count} connections through the proxy after {timeout:g} s")
-            time.sleep(_TICK)
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"the delay must be a finite number of seconds >= 0, got {seconds!r}")
+        self._set_mode(ProxyMode.DELAY, seconds=seconds)
 
-    def _set(self, mode: ProxyMode, detail: str = "") -> None:
+    def idle_timeout(self, seconds: float) -> None:
+        """Forward, but silently blackhole (for good) a connection idle for more than *seconds*.
+
+        Idle means no byte read from either peer. The idle clock of every open connection starts now.
+
+        Args:
+            seconds: How long a connection may stay idle.
+
+        Raises:
+            ValueError: *seconds* is not a positive finite number.
+        """
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ValueError(f"the idle timeout must be a positive finite number of seconds, got {seconds!r}")
+        self._set_mode(ProxyMode.IDLE_TIMEOUT, seconds=seconds)
+
+    # ------------------------------------------------------------------------------------ observation
+
+    def stats(self) -> ProxyStats:
+        """Return a snapshot of what the proxy has seen so far."""
         with self._lock:
-            self._mode = mode
-            if mode is ProxyMode.BLACKHOLE:
-                for pipe in {id(p): p for p in self._pipes.values()}.values():
-                    self._kill(pipe)
-            if mode is ProxyMode.RESET:  # those open now, even if the mode changes again at once
-                self._to_reset.extend({id(p): p for p in self._pipes.values()}.values())
-        log.info("proxy: mode %s%s", mode.value, f" ({detail})" if detail else "")
-        self._wake()
+            return self._stats()
 
-    # ----------------------------------------------------------------------------------- the loop
+    def wait_until(self, predicate: Callable[[ProxyStats], bool], *, timeout: float = 10.0) -> ProxyStats:
+        """Wait until *predicate* is true of the proxy's stats, e.g. ``lambda s: s.idled_out >= 1``.
+
+        Args:
+            predicate: Called with each new snapshot (on the calling thread); must not block.
+            timeout: Seconds to wait at most.
+
+        Returns:
+            The snapshot *predicate* accepted.
+
+        Raises:
+            TimeoutError: *predicate* was still false after *timeout* seconds.
+        """
+        return self._wait(predicate, timeout, "the condition")
+
+    def wait_for_connections(self, count: int, *, timeout: float = 10.0) -> ProxyStats:
+        """Wait until at least *count* connections are open.
+
+        Args:
+            count: How many.
+            timeout: Seconds to wait at most.
+
+        Returns:
+            The first snapshot with enough open connections.
+
+        Raises:
+            TimeoutError: Fewer after *timeout* seconds.
+        """
+        return self._wait(lambda s: s.open_connections >= count, timeout, f"{count} open connections")
+
+    # -------------------------------------------------------------------------------------- internals
+
+    def _stats(self) -> ProxyStats:
+        return ProxyStats(
+            mode=self._mode,
+            open_connections=len(self._pipes),
+            accepted=self._accepted,
+            blackholed=self._blackholed,
+            idled_out=self._idled_out,
+            resets=self._resets,
+            connect_failures=self._connect_failures,
+            bytes_to_target=self._to_target,
+            bytes_to_client=self._to_client,
+        )
+
+    def _wait(self, predicate: Callable[[ProxyStats], bool], timeout: float, what: str) -> ProxyStats:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                stats, version = self._stats(), self._version
+            if predicate(stats):
+                return stats
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{self._name}: no {what} within {timeout:g} s ({stats})")
+            with self._changed:
+                self._changed.wait_for(functools.partial(self._changed_since, version), timeout=remaining)
+
+    def _changed_since(self, version: int) -> bool:
+        return self._version != version
+
+    def _bump(self) -> None:
+        self._version += 1
+        self._changed.notify_all()
 
     def _wake(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
+        wake = self._wake_w
+        if wake is not None:
+            with contextlib.suppress(OSError):  # closed, or already full of wake-ups: either way, fine
+                wake.send(b"x")
 
-    def _loop(self) -> None:
-        assert self._selector is not None  # noqa: S101  # set by start()
-        while self._running:
-            for key, _ in self._selector.select(timeout=_TICK):
-                if key.data == "accept":
-                    self._accept()
-                elif key.data == "wake":
-                    self._wake_r.recv(4096)
-                else:
-                    self._read(key.fileobj)  # type: ignore[arg-type]
+    def _set_mode(self, mode: ProxyMode, *, seconds: float = 0.0) -> None:
+        with self._lock:
+            self._mode = mode
+            detail = f" ({seconds:g} s)" if mode in (ProxyMode.DELAY, ProxyMode.IDLE_TIMEOUT) else ""
+            log.info("%s: mode %s%s", self._name, mode.value, detail)
+            if mode is ProxyMode.DELAY:
+                self._delay = seconds
+            elif mode is ProxyMode.IDLE_TIMEOUT:
+                self._idle = seconds
+                now = time.monotonic()
+                for pipe in self._pipes.values():
+                    pipe.last_activity = now
+            elif mode is ProxyMode.BLACKHOLE:
+                for pipe in list(self._pipes.values()):
+                    self._kill(pipe, "blackholed")
+            elif mode is ProxyMode.RESET:
+                for pipe in list(self._pipes.values()):
+                    self._resets += 1
+                    self._close(pipe, reset=True, why="reset (both sides)")
+            self._bump()
+        self._wake()
+
+    # The loop: select outside the lock, act under it. Every handler first checks that its connection is
+    # still alive, because a mode change on another thread may have blackholed or reset it in between.
+
+    def _loop(self, selector: selectors.BaseSelector) -> None:
+        timeout = 0.0
+        while True:
+            events = selector.select(timeout)  # a mode change meanwhile writes to the wake-up socket
             with self._lock:
-                for pipe in self._to_reset:
-                    if pipe.client in self._pipes:
-                        self._close(pipe, reset=True)
-                self._to_reset.clear()
-                self._flush_and_expire()
+                if not self._running:
+                    return
+                for key, mask in events:
+                    self._dispatch(key, mask)
+                now = time.monotonic()
+                self._tick(now)
+                self._bump()
+                timeout = self._timeout(now)
+
+    def _timeout(self, now: float) -> float:
+        deadline = now + _MAX_WAIT
+        for pipe in self._pipes.values():
+            if pipe.dead:
+                continue
+            if pipe.connecting:
+                deadline = min(deadline, pipe.connect_deadline)
+                continue
+            for direction in (pipe.up, pipe.down):
+                if direction.delayed:
+                    deadline = min(deadline, direction.delayed[0][0])
+            if self._mode is ProxyMode.IDLE_TIMEOUT:
+                deadline = min(deadline, pipe.last_activity + self._idle)
+        return max(0.0, deadline - now)
+
+    def _dispatch(self, key: selectors.SelectorKey, mask: int) -> None:
+        data = key.data
+        if isinstance(data, _Pipe):
+            if data.closed or data.dead:
+                return
+            sock: socket.socket = key.fileobj  # type: ignore[assignment]  # we only register sockets
+            if data.connecting:
+                if sock is data.target and mask & _WRITE:
+                    self._connected(data)
+            elif mask & _READ:
+                self._read(data, sock)
+            # Writes happen in _tick, which runs after every batch of events.
+        elif data == _ACCEPT:
+            self._accept()
+        elif data == _WAKE and self._wake_r is not None:
+            with contextlib.suppress(OSError):
+                self._wake_r.recv(4096)
 
     def _accept(self) -> None:
-        assert self._server is not None  # noqa: S101
-        try:
-            client, peer = self._server.accept()
-        except OSError:
-            return
-        with self._lock:
-            mode = self._mode
-        if mode is ProxyMode.RESET:
-            _abort(client)
-            log.info("proxy: connection from %s:%d reset at once", *peer[:2])
-            return
-        try:
-            target = socket.create_connection(self._target, timeout=self._connect_timeout)
-        except OSError as exc:
-            log.warning("proxy: cannot reach %s:%d (%s); closing the client", *self._target, exc)
-            client.close()
-            return
-        for sock in (client, target):
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self._lock:
-            self._counts["accepted"] += 1
-            pipe = _Pipe(client, target, self._counts["accepted"])
-            self._pipes[client] = self._pipes[target] = pipe
-            if mode is ProxyMode.BLACKHOLE:
-                self._kill(pipe)
-        assert self._selector is not None  # noqa: S101
-        self._selector.register(client, selectors.EVENT_READ, "pipe")
-        self._selector.register(target, selectors.EVENT_READ, "pipe")
-        log.info("proxy: connection #%d from %s:%d", pipe.number, *peer[:2])
-
-    def _read(self, sock: socket.socket) -> None:
-        with self._lock:
-            pipe = self._pipes.get(sock)
-            if pipe is None:
-                return
-            if pipe.dead:
-                self._bury(pipe)
-                return
+        assert self._server is not None  # noqa: S101  # set while running
+        while True:
             try:
-                data = sock.recv(_CHUNK)
+                client, addr = self._server.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
-                data = b""
-            if not data:
-                self._close(pipe, reset=False)
+            except OSError as exc:  # e.g. out of file descriptors: say so and let the peer wait
+                log.warning("%s: accept failed: %s", self._name, exc)
                 return
-            pipe.last_activity = time.monotonic()
-            destination = pipe.other(sock)
-            self._counts["to_target" if sock is pipe.client else "to_client"] += len(data)
-            due = time.monotonic() + (self._delay if self._mode is ProxyMode.DELAY else 0.0)
-            pipe.pending.append((due, destination, data))
-            self._flush(pipe)
+            self._accepted += 1
+            self._numbered += 1
+            number, peer = self._numbered, f"{addr[0]}:{addr[1]}"
+            if self._mode is ProxyMode.RESET:
+                self._resets += 1
+                _abort(client)
+                log.info("%s: connection #%d from %s reset at once (mode reset)", self._name, number, peer)
+                continue
+            client.setblocking(False)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            now = time.monotonic()
+            pipe = _Pipe(number, client, peer, now)
+            self._pipes[number] = pipe
+            if self._mode is ProxyMode.BLACKHOLE:
+                pipe.dead = True
+                self._blackholed += 1
+                log.info(
+                    "%s: connection #%d from %s accepted and blackholed (the target never hears of it)",
+                    self._name,
+                    number,
+                    peer,
+                )
+                continue
+            log.info("%s: connection #%d from %s", self._name, number, peer)
+            self._connect(pipe, now)
 
-    def _flush_and_expire(self) -> None:
+    def _connect(self, pipe: _Pipe, now: float) -> None:
+        target = socket.socket(self._target_family, socket.SOCK_STREAM)
+        target.setblocking(False)
+        target.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pipe.target = target
+        code = target.connect_ex(self._target_sockaddr)
+        if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+            self._unreachable(pipe, os.strerror(code))
+            return
+        pipe.connecting = True  # even if already connected (code 0): _connected runs once it is writable
+        pipe.connect_deadline = now + self._connect_timeout
+        self._update_interest(pipe)
+
+    def _connected(self, pipe: _Pipe) -> None:
+        assert pipe.target is not None  # noqa: S101  # set by _connect
+        code = pipe.target.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            self._unreachable(pipe, os.strerror(code))
+            return
+        pipe.connecting = False
+        pipe.last_activity = time.monotonic()
+        log.debug("%s: connection #%d connected to the target", self._name, pipe.number)
+
+    def _unreachable(self, pipe: _Pipe, reason: str) -> None:
+        self._connect_failures += 1
+        why = "reset: cannot reach the target {}:{} ({})".format(*self._target, reason)
+        self._close(pipe, reset=True, why=why, level=logging.WARNING)
+
+    def _read(self, pipe: _Pipe, sock: socket.socket) -> None:
+        from_client = sock is pipe.client
+        direction = pipe.up if from_client else pipe.down
+        try:
+            data = sock.recv(_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._close(pipe, reset=True, why=f"aborted: {'client' if from_client else 'target'}: {exc}")
+            return
+        if not data:
+            direction.eof = True
+            log.debug("%s: connection #%d: FIN from the %s", self._name, pipe.number, _side(from_client))
+            return
         now = time.monotonic()
-        for pipe in {id(p): p for p in self._pipes.values()}.values():
+        pipe.last_activity = now
+        direction.delayed.append((now + self._delay if self._mode is ProxyMode.DELAY else now, data))
+        direction.held += len(data)
+
+    def _tick(self, now: float) -> None:
+        for pipe in list(self._pipes.values()):
             if pipe.dead:
-                self._bury(pipe)
                 continue
-            if self._mode is ProxyMode.IDLE_TIMEOUT and now - pipe.last_activity > self._idle:
-                self._counts["idled_out"] += 1
-                self._kill(pipe)
-                log.info("proxy: connection #%d idle for %g s: silently blackholed", pipe.number, self._idle)
+            if pipe.connecting:
+                if now >= pipe.connect_deadline:
+                    self._unreachable(pipe, f"no answer within {self._connect_timeout:g} s")
                 continue
-            self._flush(pipe)
+            if self._mode is ProxyMode.IDLE_TIMEOUT and now - pipe.last_activity >= self._idle:
+                self._idled_out += 1
+                self._kill(pipe, f"idle for {self._idle:g} s: silently blackholed (idle timeout)")
+                continue
+            assert pipe.target is not None  # noqa: S101  # connected
+            if not (
+                self._pump(pipe, pipe.up, pipe.target, now) and self._pump(pipe, pipe.down, pipe.client, now)
+            ):
+                continue
+            if pipe.up.shut and pipe.down.shut:
+                self._close(pipe, reset=False, why="closed (FIN both ways)")
+                continue
+            self._update_interest(pipe)
 
-    def _flush(self, pipe: _Pipe) -> None:
-        now = time.monotonic()
-        while pipe.pending and pipe.pending[0][0] <= now:
-            _, destination, data = pipe.pending.popleft()
+    def _pump(self, pipe: _Pipe, direction: _Direction, sink: socket.socket, now: float) -> bool:
+        """Write what is due; pass a FIN on once everything before it is written. False if the pipe closed."""
+        while direction.delayed and direction.delayed[0][0] <= now:
+            direction.outbuf += direction.delayed.popleft()[1]
+        while direction.outbuf:
             try:
-                destination.setblocking(True)
-                destination.sendall(data)
-                destination.setblocking(False)
-            except OSError:
-                self._close(pipe, reset=False)
-                return
+                sent = sink.send(direction.outbuf)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self._close(pipe, reset=True, why=f"aborted: {_side(not direction.to_target)}: {exc}")
+                return False
+            del direction.outbuf[:sent]
+            direction.held -= sent
+            if direction.to_target:
+                self._to_target += sent
+            else:
+                self._to_client += sent
+        if direction.eof and not direction.shut and not direction.held:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+            direction.shut = True
+        return True
 
-    def _kill(self, pipe: _Pipe) -> None:
-        if not pipe.dead:
-            pipe.dead = True
-            pipe.pending.clear()
-            self._counts["blackholed"] += 1
+    def _update_interest(self, pipe: _Pipe) -> None:
+        assert pipe.target is not None  # noqa: S101  # connecting or connected
+        if pipe.connecting:
+            self._set_interest(pipe, pipe.client, 0)
+            self._set_interest(pipe, pipe.target, _WRITE)
+            return
+        up, down, limit = pipe.up, pipe.down, self._buffer_limit
+        client = (_READ if not up.eof and up.held < limit else 0) | (_WRITE if down.outbuf else 0)
+        target = (_READ if not down.eof and down.held < limit else 0) | (_WRITE if up.outbuf else 0)
+        self._set_interest(pipe, pipe.client, client)
+        self._set_interest(pipe, pipe.target, target)
 
-    def _bury(self, pipe: _Pipe) -> None:
-        # A blackholed connection is never read again, and never closed before stop(): both peers keep an
-        # ESTABLISHED socket, what they send piles up in the kernel buffers and then stalls, as on a path
-        # where a firewall drops every packet.
-        self._unregister(pipe.client)
-        self._unregister(pipe.target)
+    def _set_interest(self, pipe: _Pipe, sock: socket.socket, mask: int) -> None:
+        current = pipe.masks.get(sock, 0)
+        if mask == current or self._selector is None:
+            return
+        if not current:
+            self._selector.register(sock, mask, pipe)
+        elif not mask:
+            self._selector.unregister(sock)
+        else:
+            self._selector.modify(sock, mask, pipe)
+        if mask:
+            pipe.masks[sock] = mask
+        else:
+            del pipe.masks[sock]
 
-    def _unregister(self, sock: socket.socket) -> None:
-        if self._selector is not None:
+    def _unregister(self, pipe: _Pipe, sock: socket.socket) -> None:
+        if pipe.masks.pop(sock, 0) and self._selector is not None:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(sock)
 
-    def _close(self, pipe: _Pipe, *, reset: bool) -> None:
+    def _kill(self, pipe: _Pipe, why: str) -> None:
+        """Blackhole: drop what is held; never read, write or close the sockets again (but reset, stop)."""
+        if pipe.dead or pipe.closed:
+            return
+        pipe.dead = True
+        pipe.up.drop()
+        pipe.down.drop()
         for sock in (pipe.client, pipe.target):
-            self._unregister(sock)
-            self._pipes.pop(sock, None)
-            if reset:
-                _abort(sock)
-            else:
-                sock.close()
-        if reset:
-            log.info("proxy: connection #%d reset", pipe.number)
+            if sock is not None:
+                self._unregister(pipe, sock)
+        self._blackholed += 1
+        log.info("%s: connection #%d %s", self._name, pipe.number, why)
+
+    def _close(self, pipe: _Pipe, *, reset: bool, why: str, level: int = logging.INFO) -> None:
+        if pipe.closed:
+            return
+        pipe.closed = True
+        for sock in (pipe.client, pipe.target):
+            if sock is not None:
+                self._unregister(pipe, sock)
+                if reset:
+                    _abort(sock)
+                else:
+                    sock.close()
+        del self._pipes[pipe.number]
+        log.log(level, "%s: connection #%d %s", self._name, pipe.number, why)
+
+
+def _side(client: bool) -> str:
+    return "client" if client else "target"
 
 
 def _abort(sock: socket.socket) -> None:
