@@ -136,23 +136,10 @@ class EventCodec:
                 event, or has fields that cannot be read. The exception carries the payload and headers.
         """
         payload = _as_bytes(body, headers)
-        if len(payload) > self.max_message_bytes:
-            raise MalformedMessage(
-                f"message body of {len(payload)} bytes exceeds the limit of {self.max_message_bytes} bytes",
-                payload=payload,
-                headers=headers,
-            )
         try:
-            root = etree.fromstring(payload, _PARSER)
-        except (etree.XMLSyntaxError, etree.ParserError, ValueError, LookupError) as exc:
-            reason = f"not well-formed XML: {_shorten(getattr(exc, 'msg', None) or str(exc))}"
-            raise MalformedMessage(reason, payload=payload, headers=headers) from exc
-        if root.getroottree().docinfo.internalDTD is not None:
-            raise MalformedMessage(
-                "the document declares a DTD, which NFM-P messages never do (refused: entity attacks)",
-                payload=payload,
-                headers=headers,
-            )
+            root = _parse_hardened(payload, self.max_message_bytes, "message body")
+        except _Invalid as exc:
+            raise MalformedMessage(str(exc), payload=payload, headers=headers) from exc.__cause__
         try:
             return _decode_envelope(root, headers)
         except _Invalid as exc:
@@ -224,6 +211,22 @@ def _as_bytes(body: bytes | str, headers: Mapping[str, str]) -> bytes:
             payload=body.encode("utf-8", "backslashreplace"),
             headers=headers,
         ) from None
+
+
+def _parse_hardened(payload: bytes, max_bytes: int, noun: str) -> etree._Element:
+    """Parse *payload* with the hardened parser: size limit first, DTDs refused (raises _Invalid).
+
+    Every XML document the library reads from the outside (events, XML API answers) goes through here.
+    """
+    if len(payload) > max_bytes:
+        raise _Invalid(f"{noun} of {len(payload)} bytes exceeds the limit of {max_bytes} bytes")
+    try:
+        root = etree.fromstring(payload, _PARSER)
+    except (etree.XMLSyntaxError, etree.ParserError, ValueError, LookupError) as exc:
+        raise _Invalid(f"not well-formed XML: {_shorten(getattr(exc, 'msg', None) or str(exc))}") from exc
+    if root.getroottree().docinfo.internalDTD is not None:
+        raise _Invalid("the document declares a DTD, which NFM-P messages never do (refused: entity attacks)")
+    return root
 
 
 def _shorten(text: str, limit: int = 200) -> str:

@@ -37,7 +37,6 @@ from ._codec import (
     _API,
     _API_LEN,
     _ENVELOPE,
-    _PARSER,
     _SOAP_BODY,
     _SOAP_HEADER,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -45,7 +44,7 @@ from ._codec import (
     SOAP_NAMESPACE,
     _fields,
     _Invalid,
-    _shorten,
+    _parse_hardened,
     _sub,
     _write_fields,
 )
@@ -273,14 +272,10 @@ def decode_response(body: bytes, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) 
 
 
 def _envelope(body: bytes, max_bytes: int) -> tuple[etree._Element | None, etree._Element]:
-    if len(body) > max_bytes:
-        raise XmlApiError(f"body of {len(body)} bytes exceeds the limit of {max_bytes} bytes")
     try:
-        root = etree.fromstring(body, _PARSER)
-    except (etree.XMLSyntaxError, etree.ParserError, ValueError, LookupError) as exc:
-        raise XmlApiError(f"not well-formed XML: {_shorten(getattr(exc, 'msg', None) or str(exc))}") from None
-    if root.getroottree().docinfo.internalDTD is not None:
-        raise XmlApiError("the document declares a DTD (refused: entity attacks)")
+        root = _parse_hardened(body, max_bytes, "body")
+    except _Invalid as exc:
+        raise XmlApiError(str(exc)) from None
     if root.tag != _ENVELOPE:
         raise XmlApiError(f"root element is {root.tag!r}, expected a SOAP 1.1 Envelope")
     soap_header = root.find(_SOAP_HEADER)
