@@ -128,7 +128,8 @@ class StompTransport:
             server: Where to connect.
             epoch: This connection's number; every report carries it.
             sink: Receives frames and the loss report (called on stomp.py's thread; must not block).
-            on_activity: Called on every frame or heart-beat from the server (the watchdog's input).
+            on_activity: Called on every MESSAGE from the server (the watchdog's input; heart-beats prove
+                only the broker's path, not NFM-P, so they do not count).
         """
         self.config = config
         self.server = server
@@ -212,7 +213,7 @@ class StompTransport:
             if self._failed.is_set():
                 raise AttemptFailed(LossReason.SOCKET_ERROR, "the broker closed the connection", self.server)
             raise AttemptFailed(LossReason.CONNECT_TIMEOUT, f"no CONNECTED within {timeout:g} s", self.server)
-        receipt = self._receipt()
+        receipt, confirmed = self._receipt()
         conn.subscribe(
             f"/topic/{config.topic}",
             id=_SUBSCRIPTION_ID,
@@ -224,7 +225,7 @@ class StompTransport:
                 "receipt": receipt,
             },
         )
-        if not self._await(self._receipts_event(receipt), timeout):
+        if not self._await(confirmed, timeout):
             self._abandon()
             detail = self._error or f"the subscription was not confirmed within {timeout:g} s"
             reason = _classify_error(self._error) if self._error else LossReason.CONNECT_TIMEOUT
@@ -255,18 +256,18 @@ class StompTransport:
         try:
             if remove_durable and self.config.durable_name is not None:
                 for headers in ({}, self.config.dialect.remove_durable_headers(self.config.durable_name)):
-                    receipt = self._receipt()
+                    receipt, confirmed = self._receipt()
                     conn.unsubscribe(_SUBSCRIPTION_ID, headers={**headers, "receipt": receipt})
-                    if not self._await(self._receipts_event(receipt), _CLOSE_TIMEOUT):
+                    if not self._await(confirmed, _CLOSE_TIMEOUT):
                         raise AttemptFailed(
                             LossReason.BROKER_ERROR,
                             self._error
                             or "the broker did not confirm the removal of the durable subscription",
                             self.server,
                         )
-            receipt = self._receipt()
+            receipt, confirmed = self._receipt()
             conn.disconnect(receipt=None, headers={"receipt": receipt})
-            self._await(self._receipts_event(receipt), _CLOSE_TIMEOUT)
+            self._await(confirmed, _CLOSE_TIMEOUT)
         except (stomp.exception.NotConnectedException, OSError):
             pass
         finally:
@@ -321,26 +322,18 @@ class StompTransport:
         grace = receive_ms / 1000 * 1.5 * (2 if doubled else 1)
         return bool(receive_ms) and time.monotonic() - self._last_heard > grace
 
-    def _receipt(self) -> str:
-        receipt = f"nfmp-{uuid.uuid4().hex[:12]}"
-        self._receipts[receipt] = threading.Event()
-        return receipt
-
-    def _receipts_event(self, receipt: str) -> threading.Event:
-        return self._receipts.get(receipt) or _SET
+    def _receipt(self) -> tuple[str, threading.Event]:
+        """Return a new receipt id and the event the listener sets when the broker confirms it."""
+        receipt, confirmed = f"nfmp-{uuid.uuid4().hex[:12]}", threading.Event()
+        self._receipts[receipt] = confirmed
+        return receipt, confirmed
 
     def _await(self, event: threading.Event, timeout: float) -> bool:
-        # Returns early when the connection fails meanwhile.
-        waited = 0.0
-        while waited < timeout:
-            if event.is_set():
-                return True
-            if self._failed.is_set() and not event.is_set():
-                return event.is_set()
-            event.wait(0.02)
-            waited += 0.02
-        return event.is_set()
-
-
-_SET = threading.Event()
-_SET.set()
+        # Like event.wait(timeout), but gives up at once when the connection fails meanwhile.
+        deadline = time.monotonic() + timeout
+        while not event.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._failed.is_set():
+                return False
+            event.wait(min(remaining, 0.02))
+        return True
