@@ -10,8 +10,6 @@ Layering (imports point down, data flows up):
 This module only gathers the public names. Everything not listed in ``__all__`` is private.
 """
 
-from types import FunctionType as _FunctionType
-
 from ._client import ClientStopped as ClientStopped, Handler as Handler, NfmpClient as NfmpClient
 from ._clock import Clock as Clock, MonotonicClock as MonotonicClock
 from ._codec import (
@@ -62,6 +60,7 @@ from ._exceptions import (
     XmlApiError as XmlApiError,
     XmlApiFault as XmlApiFault,
 )
+from ._public import claim_public_names as _claim_public_names
 from ._selector import (
     SYSTEM_OBJECT_TYPES as SYSTEM_OBJECT_TYPES,
     build_selector as build_selector,
@@ -157,9 +156,4 @@ __all__ = [
     "validate_client_id",
 ]
 
-# Tracebacks and reprs show the public path (nfmp_client.EventHeader), not the private module.
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, (type, _FunctionType)):
-        _obj.__module__ = __name__
-del _name, _obj
+_claim_public_names(globals(), __all__, __name__)

@@ -17,8 +17,7 @@ demand:
 Everything not listed in ``__all__`` is private.
 """
 
-from types import FunctionType as _FunctionType
-
+from .._public import claim_public_names as _claim_public_names
 from ._activemq import (
     ActiveMQAdmin as ActiveMQAdmin,
     BrokerAdminError as BrokerAdminError,
@@ -64,8 +63,4 @@ __all__ = [
     "Subscriber",
 ]
 
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, (type, _FunctionType)):
-        _obj.__module__ = __name__
-del _name, _obj
+_claim_public_names(globals(), __all__, __name__)
