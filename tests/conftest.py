@@ -7,11 +7,14 @@ import json
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 import pytest
+
+from nfmp_client.testing import ActiveMQAdmin, SimulatedServer
 
 # ======================================================================================================
 # ActiveMQ test broker (tests marked `integration`)
@@ -208,3 +211,30 @@ def broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerF
 
 
 # end of the ActiveMQ test broker section =============================================================
+
+
+# ======================================================================================================
+# The simulated NFM-P server on the session broker (tests marked `integration`)
+# ======================================================================================================
+
+
+@pytest.fixture
+def admin(broker: BrokerInfo) -> ActiveMQAdmin:
+    """Broker-side controls (JMX) of the session broker."""
+    return ActiveMQAdmin(broker.jmx_url)
+
+
+@pytest.fixture
+def server(broker: BrokerInfo, admin: ActiveMQAdmin) -> Iterator[SimulatedServer]:
+    """A simulated NFM-P server with fast keep-alives (0.2 s) and its own client id; stopped after the test."""
+    sim = SimulatedServer(
+        broker.host,
+        broker.port,
+        admin=admin,
+        seed=7,
+        keepalive_interval=0.2,
+        client_id=f"sim-{uuid.uuid4().hex[:8]}",
+        terminate_grace=0.2,
+    )
+    with sim:
+        yield sim

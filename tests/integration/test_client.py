@@ -80,20 +80,6 @@ def bare(event: Any) -> Any:
 
 
 @pytest.fixture
-def server(broker: BrokerInfo) -> Iterator[SimulatedServer]:
-    sim = SimulatedServer(
-        broker.host,
-        broker.port,
-        admin=ActiveMQAdmin(broker.jmx_url),
-        keepalive_interval=0.2,
-        client_id=f"sim-{uuid.uuid4().hex[:8]}",
-        terminate_grace=0.2,
-    )
-    with sim:
-        yield sim
-
-
-@pytest.fixture
 def proxy(broker: BrokerInfo) -> Iterator[FaultProxy]:
     with FaultProxy(broker.host, broker.port) as fault_proxy:
         yield fault_proxy

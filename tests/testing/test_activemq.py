@@ -46,11 +46,6 @@ class Client(stomp.ConnectionListener):  # type: ignore[misc]
 
 
 @pytest.fixture
-def admin(broker: BrokerInfo) -> ActiveMQAdmin:
-    return ActiveMQAdmin(broker.jmx_url)
-
-
-@pytest.fixture
 def client(broker: BrokerInfo) -> Iterator[Client]:
     made = Client(broker)
     yield made

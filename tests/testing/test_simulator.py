@@ -120,26 +120,6 @@ class Oss(stomp.ConnectionListener):  # type: ignore[misc]
 
 
 @pytest.fixture
-def admin(broker: BrokerInfo) -> ActiveMQAdmin:
-    return ActiveMQAdmin(broker.jmx_url)
-
-
-@pytest.fixture
-def server(broker: BrokerInfo, admin: ActiveMQAdmin) -> Iterator[SimulatedServer]:
-    sim = SimulatedServer(
-        broker.host,
-        broker.port,
-        admin=admin,
-        seed=7,
-        keepalive_interval=0.2,
-        client_id=f"sim-{uuid.uuid4().hex[:8]}",
-        terminate_grace=0.2,
-    )
-    with sim:
-        yield sim
-
-
-@pytest.fixture
 def oss(broker: BrokerInfo) -> Iterator[Oss]:
     client = Oss(broker)
     yield client
