@@ -210,8 +210,9 @@ class ClientConfig:
 
     Example::
 
-        ClientConfig(servers=["nfmp-a:61613", "nfmp-b:61613"], username="oss", password="...",
-                     client_id="oss1@1", topic="5620-SAM-topic-xml", durable=True)
+        ClientConfig(servers=["nfmp-a:61613", "nfmp-b:61613"], username="oss",
+                     password=os.environ["NFMP_PASSWORD"], client_id="oss1@1",
+                     topic="5620-SAM-topic-xml", durable=True)
     """
 
     servers: tuple[BrokerEndpoint, ...] = field(converter=_endpoints)
