@@ -27,10 +27,11 @@ from datetime import datetime, timezone
 from typing import Final, final
 
 import tenacity
+from attrs import frozen
 
 from ._clock import Clock, MonotonicClock
 from ._codec import EventCodec
-from ._config import ClientConfig, TerminatePolicy
+from ._config import BrokerEndpoint, ClientConfig, TerminatePolicy
 from ._dedup import RecentIds
 from ._events import DataEvent, Event, SystemEvent, TerminateClientSession, is_system_event
 from ._exceptions import MalformedMessage, NfmpError
@@ -43,6 +44,13 @@ __all__ = ["ClientStopped", "Handler", "NfmpClient"]
 log = logging.getLogger("nfmp_client")
 
 _WATCHDOG_TICK_MAX: Final = 0.5
+
+
+@frozen
+class _ReturnToPrimary:
+    """The primary answers again while connection *epoch* is on a standby."""
+
+    epoch: int
 
 
 class ClientStopped(NfmpError):
@@ -105,7 +113,7 @@ class NfmpClient:
         self._handler = handler
         self._clock = clock or MonotonicClock()
         self._codec = EventCodec(max_message_bytes=config.max_message_bytes)
-        self._inbox: queue.Queue[FrameReceived | Lost | None] = queue.Queue()
+        self._inbox: queue.Queue[FrameReceived | Lost | _ReturnToPrimary | None] = queue.Queue()
         self._dedup = RecentIds(config.dedup_window)
         self._watchdog = KeepAliveWatchdog(config.keepalive_timeout)
         self._watch_lock = threading.Lock()
@@ -118,6 +126,7 @@ class NfmpClient:
         self._stopped.set()
         self._supervisor: threading.Thread | None = None
         self._watcher: threading.Thread | None = None
+        self._homing: threading.Thread | None = None
         self._busy = False
         self._last_loss: ConnectionLost | None = None
         self._lost_at: float | None = None
@@ -154,6 +163,9 @@ class NfmpClient:
         self._watcher = threading.Thread(target=self._watch, name="nfmp-watchdog", daemon=True)
         self._supervisor.start()
         self._watcher.start()
+        if self.config.return_to_primary and len(self.config.servers) > 1:
+            self._homing = threading.Thread(target=self._home, name="nfmp-primary-check", daemon=True)
+            self._homing.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Disconnect and stop. The durable subscription stays, and the server keeps events for it."""
@@ -210,15 +222,16 @@ class NfmpClient:
                 )
         elif remove_durable:
             self._remove_offline(timeout)
-        if self._watcher is not None:
-            self._watcher.join(timeout)
+        for thread in (self._watcher, self._homing):
+            if thread is not None:
+                thread.join(timeout)
         self._set_state(ConnectionState.STOPPED, "stopped by the application")
         self._stopped.set()
 
     def _remove_offline(self, timeout: float) -> None:
         # Not connected: connect once without delivering anything, just to delete the subscription.
         for server in self.config.servers:
-            transport = StompTransport(self.config, server, -1, lambda _item: None, lambda: None)
+            transport = self._side_transport(server)
             try:
                 transport.open()
             except AttemptFailed as exc:
@@ -229,6 +242,10 @@ class NfmpClient:
             transport.close(remove_durable=True)
             return
         raise NfmpError("no server reachable: the durable subscription could not be removed")
+
+    def _side_transport(self, server: BrokerEndpoint) -> StompTransport:
+        # A connection outside the supervised one: it delivers nothing and reports nothing.
+        return StompTransport(self.config, server, -1, lambda _item: None, lambda: None)
 
     def _set_state(self, state: ConnectionState, why: str) -> None:
         with self._state_changed:
@@ -263,6 +280,9 @@ class NfmpClient:
                 if isinstance(item, Lost):
                     if item.epoch == self._epoch:
                         self._lose(item.reason, item.detail)
+                elif isinstance(item, _ReturnToPrimary):
+                    if item.epoch == self._epoch:
+                        self._return_to_primary()
                 elif item.epoch == self._epoch:
                     self._busy = True
                     try:
@@ -292,6 +312,28 @@ class NfmpClient:
             return
         if not self._stopping.is_set():
             self._set_state(ConnectionState.RECONNECTING, reason.value)
+
+    def _return_to_primary(self) -> None:
+        # A planned move: close the standby connection gracefully (its durable subscription stays) and let
+        # the next connect start from the primary, as every connect does.
+        transport, self._transport = self._transport, None
+        with self._watch_lock:
+            self._watchdog.stop()
+        if transport is None:
+            return
+        transport.close()
+        self._lost_at = self._clock.monotonic()
+        primary = self.config.servers[0]
+        cause = ConnectionLost(
+            reason=LossReason.RETURNING_TO_PRIMARY,
+            detail=f"the primary {primary} answers again",
+            server=str(transport.server),
+            at=_now(),
+        )
+        self._last_loss = cause
+        log.warning("%s: leaving the standby %s: %s", self.config.client_id, transport.server, cause.detail)
+        self._call("on_connection_lost", cause)
+        self._set_state(ConnectionState.RECONNECTING, cause.reason.value)
 
     def _deliver(self, frame: FrameReceived) -> None:
         self.last_message_at = _now()
@@ -455,3 +497,19 @@ class NfmpClient:
                     f"nothing from the server for {silence:.1f} s (keepalive_timeout "
                     f"{self.config.keepalive_timeout:g} s)",
                 )
+
+    # The primary-check thread (only with return_to_primary and a standby).
+
+    def _home(self) -> None:
+        primary = self.config.servers[0]
+        while not self._clock.wait(self._stopping, self.config.primary_check_interval):
+            transport = self._transport
+            if transport is None or transport.server == primary:
+                continue
+            try:
+                self._side_transport(primary).probe()
+            except AttemptFailed as exc:
+                log.debug("%s: the primary %s is still down: %s", self.config.client_id, primary, exc.detail)
+                continue
+            log.info("%s: the primary %s answers again", self.config.client_id, primary)
+            self._inbox.put(_ReturnToPrimary(transport.epoch))

@@ -250,9 +250,9 @@ class ClientConfig:
     terminate_reconnect_delay: float = field(default=60.0, validator=_positive)
     """Seconds to wait before reconnecting with ``TerminatePolicy.RECONNECT_AFTER_DELAY``."""
     prefetch: int = 100
-    """Unacknowledged messages the broker may send ahead: bounds memory when the handler is slow."""
-    dispatch_queue_size: int = 1000
-    """Decoded events waiting for the handler; when full, reading from the broker pauses (back-pressure)."""
+    """Unacknowledged messages the broker may send ahead. A message is acknowledged only once the handler
+    returned, so this also bounds the messages waiting for the handler: a slow handler slows the stream down
+    and the backlog waits on the broker, not in memory."""
     dedup_window: int = DEFAULT_DEDUP_WINDOW
     """Message ids remembered to drop redeliveries of messages already handled."""
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
@@ -266,8 +266,8 @@ class ClientConfig:
             raise ValueError("at least one server is needed")
         if not self.topic or any(c.isspace() or c in "'\"" for c in self.topic):
             raise ValueError(f"invalid topic {self.topic!r}")
-        if self.prefetch < 1 or self.dispatch_queue_size < 1 or self.dedup_window < 1:
-            raise ValueError("prefetch, dispatch_queue_size and dedup_window must be at least 1")
+        if self.prefetch < 1 or self.dedup_window < 1:
+            raise ValueError("prefetch and dedup_window must be at least 1")
         if self.max_message_bytes < 1:
             raise ValueError("max_message_bytes must be positive")
         if (self.username is None) != (self.password is None):

@@ -53,6 +53,8 @@ class LossReason(enum.Enum):
     """Connecting (TCP, TLS, CONNECT or the subscription receipt) did not complete in time."""
     SESSION_TERMINATED = "session-terminated"
     """The server ended the session (TerminateClientSession)."""
+    RETURNING_TO_PRIMARY = "returning-to-primary"
+    """The client left a standby on purpose: the primary answers again (see ``return_to_primary``)."""
 
     @property
     def retryable(self) -> bool:

@@ -10,12 +10,13 @@ connection is never mistaken for the current one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final, final
 
 import stomp
@@ -166,16 +167,38 @@ class StompTransport:
             AttemptFailed: The server refused, did not answer within the connect timeout, or the TCP/TLS
                 connection failed.
         """
+        with self._boundary():
+            self._login(with_client_id=True)
+            self._subscribe()
+
+    def probe(self) -> None:
+        """Check that the server accepts a login: connect without a client id, then disconnect.
+
+        Without a client id the probe never collides with this client's own connection elsewhere; nothing
+        is subscribed and nothing delivered.
+
+        Raises:
+            AttemptFailed: As :meth:`open`.
+        """
         try:
-            self._open()
+            with self._boundary():
+                self._login(with_client_id=False)
+        finally:
+            self.close()
+
+    @contextlib.contextmanager
+    def _boundary(self) -> Iterator[None]:
+        # Nothing but AttemptFailed escapes an attempt.
+        try:
+            yield
         except AttemptFailed:
             raise
-        except (stomp.exception.StompException, OSError) as exc:  # the boundary: nothing else escapes
+        except (stomp.exception.StompException, OSError) as exc:
             self._abandon()
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             raise AttemptFailed(LossReason.SOCKET_ERROR, detail, self.server) from None
 
-    def _open(self) -> None:
+    def _login(self, *, with_client_id: bool) -> None:
         config = self.config
         timeout = config.retry.connect_timeout
         conn = stomp.Connection12(
@@ -195,7 +218,9 @@ class StompTransport:
             )
         conn.set_listener("nfmp", _Listener(self))
         self._conn = conn
-        headers = {**config.stomp_headers, **config.dialect.connect_headers(config.client_id)}
+        headers = dict(config.stomp_headers)
+        if with_client_id:
+            headers.update(config.dialect.connect_headers(config.client_id))
         try:
             conn.connect(config.username, config.password, wait=False, headers=headers)
         except stomp.exception.ConnectFailedException:
@@ -213,8 +238,12 @@ class StompTransport:
             if self._failed.is_set():
                 raise AttemptFailed(LossReason.SOCKET_ERROR, "the broker closed the connection", self.server)
             raise AttemptFailed(LossReason.CONNECT_TIMEOUT, f"no CONNECTED within {timeout:g} s", self.server)
+
+    def _subscribe(self) -> None:
+        config = self.config
+        timeout = config.retry.connect_timeout
         receipt, confirmed = self._receipt()
-        conn.subscribe(
+        self._conn.subscribe(
             f"/topic/{config.topic}",
             id=_SUBSCRIPTION_ID,
             ack="client-individual",

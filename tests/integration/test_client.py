@@ -246,6 +246,60 @@ class TestFailureDetection:
             finally:
                 client.stop()
 
+    def test_returns_to_the_primary_when_it_answers_again(
+        self, server: SimulatedServer, broker: BrokerInfo, recorder: Recorder
+    ) -> None:
+        """With return_to_primary, the client leaves the standby for the primary once it is back."""
+        with FaultProxy(broker.host, broker.port) as primary:
+            primary.reset()
+            config = config_for(
+                f"127.0.0.1:{primary.port}",
+                f"{broker.host}:{broker.port}",
+                return_to_primary=True,
+                primary_check_interval=0.2,
+            )
+            client = running(config, recorder)
+            try:
+                assert recorder.restored.get(timeout=WAIT).server == f"{broker.host}:{broker.port}"
+                server.wait_for_subscriber(config.client_id)
+                before = server.generate(2)
+                assert recorder.take(2) == before
+                time.sleep(0.5)
+                assert recorder.restored.empty()  # the primary still refuses: no move
+
+                primary.passthrough()
+                back = recorder.restored.get(timeout=WAIT)
+                after = server.generate(2)
+
+                assert back.server == f"127.0.0.1:{primary.port}"
+                losses = list(recorder.losses.queue)
+                assert losses[-1].reason is LossReason.RETURNING_TO_PRIMARY
+                assert losses[-1].server == f"{broker.host}:{broker.port}"
+                assert recorder.take(2) == after
+                assert client.state is ConnectionState.CONNECTED
+            finally:
+                client.stop()
+
+    def test_stays_on_the_standby_without_return_to_primary(
+        self, server: SimulatedServer, broker: BrokerInfo, recorder: Recorder
+    ) -> None:
+        """By default a client on the standby stays there when the primary comes back."""
+        with FaultProxy(broker.host, broker.port) as primary:
+            primary.reset()
+            config = config_for(
+                f"127.0.0.1:{primary.port}", f"{broker.host}:{broker.port}", primary_check_interval=0.1
+            )
+            client = running(config, recorder)
+            try:
+                refused = primary.stats().accepted
+                primary.passthrough()
+                time.sleep(1.0)
+
+                assert recorder.restored.qsize() == 1
+                assert primary.stats().accepted == refused  # not even probed
+            finally:
+                client.stop()
+
     def test_bad_password_is_not_retried(self, broker: BrokerInfo, recorder: Recorder) -> None:
         """A client id the broker refuses for good ends in STOPPED with the typed reason, quickly."""
         config = config_for(f"{broker.host}:{broker.port}", retry=attrs.evolve(FAST_RETRY, max_attempts=3))
