@@ -39,7 +39,7 @@ class FrameReceived:
 
     epoch: int
     headers: dict[str, str]
-    body: bytes | str
+    body: bytes
 
 
 @frozen(kw_only=True)
@@ -98,7 +98,9 @@ class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
             waiter.set()
 
     def on_error(self, frame: Any) -> None:
-        message = frame.headers.get("message", "") or str(frame.body or "")[:200]
+        body = frame.body or b""
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+        message = frame.headers.get("message", "") or text[:200]
         self._owner._error = message.strip()
         self._owner._failed.set()
 
@@ -207,6 +209,7 @@ class StompTransport:
             reconnect_attempts_max=1,
             timeout=timeout,
             heart_beat_receive_scale=1.5,
+            auto_decode=False,  # bodies stay bytes: the XML parser honours the declared encoding
         )
         if config.tls is not None:
             conn.set_ssl(
