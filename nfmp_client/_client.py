@@ -2,13 +2,14 @@
 
 Three threads, one direction::
 
-    stomp.py receiver ──frames──> inbox ──> supervisor: decode, dedupe, call the handler, ack ──> Handler
-                                   ^
+    stomp.py receiver: decode ──events──> inbox ──> supervisor: dedupe, call the handler, ack ──> Handler
+                                            ^
     watchdog ── silence > keepalive_timeout: tear the connection down
 
-* stomp.py's receiver thread only stamps and enqueues (see ``_transport``): a slow handler cannot starve
-  heart-beats. Memory stays bounded because a message is acknowledged only after the handler returned and the
-  broker sends at most ``prefetch`` unacknowledged messages: a slow handler slows the stream (back-pressure).
+* stomp.py's receiver thread only stamps, decodes (bounded work: ``max_message_bytes``) and enqueues, never
+  runs application code: a slow handler cannot starve heart-beats. Memory stays bounded because a message is
+  acknowledged only after the handler returned and the broker sends at most ``prefetch`` unacknowledged
+  messages: a slow handler slows the stream (back-pressure).
 * The supervisor thread runs the handler, in order, acknowledges, and reconnects (tenacity backoff, failover
   across the server list, primary first) whenever the connection ends, for whatever reason.
 * The watchdog thread declares the connection dead when nothing at all came from the server for
@@ -51,6 +52,16 @@ class _ReturnToPrimary:
     """The primary answers again while connection *epoch* is on a standby."""
 
     epoch: int
+
+
+@frozen
+class _Decoded:
+    """A message of connection *epoch*, decoded on stomp.py's receiver thread: an event or why it is not."""
+
+    epoch: int
+    message_id: str
+    ack_id: str
+    event: Event | MalformedMessage
 
 
 class ClientStopped(NfmpError):
@@ -113,7 +124,7 @@ class NfmpClient:
         self._handler = handler
         self._clock = clock or MonotonicClock()
         self._codec = EventCodec(max_message_bytes=config.max_message_bytes)
-        self._inbox: queue.Queue[FrameReceived | Lost | _ReturnToPrimary | None] = queue.Queue()
+        self._inbox: queue.Queue[_Decoded | Lost | _ReturnToPrimary | None] = queue.Queue()
         self._dedup = RecentIds(config.dedup_window)
         self._watchdog = KeepAliveWatchdog(config.keepalive_timeout)
         self._watch_lock = threading.Lock()
@@ -335,21 +346,32 @@ class NfmpClient:
         self._call("on_connection_lost", cause)
         self._set_state(ConnectionState.RECONNECTING, cause.reason.value)
 
-    def _deliver(self, frame: FrameReceived) -> None:
+    def _receive(self, item: FrameReceived | Lost) -> None:
+        # On stomp.py's receiver thread. Decoding here (bounded: max_message_bytes) rather than on the
+        # supervisor keeps the two threads from taking turns on the GIL for every message; only the
+        # application's code, which has no bound, must stay off this thread.
+        if isinstance(item, FrameReceived):
+            message_id = item.headers.get("message-id", "")
+            try:
+                event: Event | MalformedMessage = self._codec.decode(item.headers, item.body)
+            except MalformedMessage as error:
+                event = error
+            self._inbox.put(_Decoded(item.epoch, message_id, item.headers.get("ack", message_id), event))
+        else:
+            self._inbox.put(item)
+
+    def _deliver(self, message: _Decoded) -> None:
         self.last_message_at = _now()
-        message_id = frame.headers.get("message-id", "")
-        ack_id = frame.headers.get("ack", message_id)
+        message_id, ack_id, event = message.message_id, message.ack_id, message.event
         transport = self._transport
         if message_id and message_id in self._dedup:
             log.debug("%s: duplicate %s dropped", self.config.client_id, message_id)
             if transport is not None:
                 transport.ack(ack_id)
             return
-        try:
-            event = self._codec.decode(frame.headers, frame.body)
-        except MalformedMessage as error:
-            log.warning("%s: malformed message %s: %s", self.config.client_id, message_id, error.reason)
-            self._call("on_malformed_message", error)
+        if isinstance(event, MalformedMessage):
+            log.warning("%s: malformed message %s: %s", self.config.client_id, message_id, event.reason)
+            self._call("on_malformed_message", event)
             self._acknowledge(transport, ack_id, message_id)
             return
         if not self._dispatch(event):
@@ -435,7 +457,7 @@ class NfmpClient:
         failure: AttemptFailed | None = None
         for server in self.config.servers:
             self._epoch += 1
-            transport = StompTransport(self.config, server, self._epoch, self._inbox.put, self._activity)
+            transport = StompTransport(self.config, server, self._epoch, self._receive, self._activity)
             try:
                 transport.open()
             except AttemptFailed as exc:
