@@ -235,10 +235,11 @@ class StompTransport:
                 LossReason.SOCKET_ERROR, f"{type(exc).__name__}: {exc}", self.server
             ) from None
         if not self._await(self._connected, timeout):
+            closed_by_broker = self._failed.is_set()  # before _abandon, which ends the receiver (and sets it)
             self._abandon()
             if self._error:
                 raise AttemptFailed(_classify_error(self._error), self._error, self.server)
-            if self._failed.is_set():
+            if closed_by_broker:
                 raise AttemptFailed(LossReason.SOCKET_ERROR, "the broker closed the connection", self.server)
             raise AttemptFailed(LossReason.CONNECT_TIMEOUT, f"no CONNECTED within {timeout:g} s", self.server)
 

@@ -11,9 +11,11 @@ from typing import Any
 
 import attrs
 import pytest
+import stomp
 
 from nfmp_client import (
     ClientConfig,
+    ClientStopped,
     ConnectionLost,
     ConnectionRestored,
     ConnectionState,
@@ -21,15 +23,17 @@ from nfmp_client import (
     Handler,
     KeepAliveEvent,
     LossReason,
+    MalformedMessage,
     NfmpClient,
     RetryPolicy,
     SystemEvent,
     SystemInfoEvent,
     TerminateClientSession,
+    TerminatePolicy,
 )
 from nfmp_client.testing import ActiveMQAdmin, FaultProxy, SimulatedServer
 
-from ..conftest import BrokerInfo
+from ..conftest import BrokerInfo, free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +50,8 @@ class Recorder(Handler):
         self.losses: queue.Queue[ConnectionLost] = queue.Queue()
         self.restored: queue.Queue[ConnectionRestored] = queue.Queue()
         self.terminated: queue.Queue[TerminateClientSession] = queue.Queue()
+        self.malformed: queue.Queue[MalformedMessage] = queue.Queue()
+        self.raise_on_loss = False
         self.fail_next = 0
         self.delay = 0.0
         self.handled = 0
@@ -67,6 +73,11 @@ class Recorder(Handler):
 
     def on_connection_lost(self, cause: ConnectionLost) -> None:
         self.losses.put(cause)
+        if self.raise_on_loss:
+            raise RuntimeError("on_connection_lost failure (on purpose)")
+
+    def on_malformed_message(self, error: MalformedMessage) -> None:
+        self.malformed.put(error)
 
     def on_connection_restored(self, info: ConnectionRestored) -> None:
         self.restored.put(info)
@@ -169,6 +180,30 @@ class TestDelivery:
         finally:
             client.stop()
 
+    def test_malformed_message_is_reported_and_the_stream_goes_on(
+        self, server: SimulatedServer, broker: BrokerInfo, recorder: Recorder
+    ) -> None:
+        """An undecodable message reaches on_malformed_message with its payload; later events still flow."""
+        client = running(config_for(f"{broker.host}:{broker.port}"), recorder)
+        try:
+            server.wait_for_subscriber(client.config.client_id)
+            conn = stomp.Connection12(broker.hosts)
+            conn.connect(wait=True)
+            conn.send(
+                "/topic/5620-SAM-topic-xml",
+                "<not-xml",
+                headers={"ALA_clientId": "", "MTOSI_objectType": "fm.AlarmObject", "receipt": "sent"},
+            )
+            conn.disconnect(receipt="bye")
+            sent = server.generate(2)
+
+            error = recorder.malformed.get(timeout=WAIT)
+            assert error.payload == b"<not-xml"
+            assert "not well-formed" in error.reason
+            assert recorder.take(2) == sent
+        finally:
+            client.stop()
+
 
 class TestFailureDetection:
     def test_blackhole_detected_reconnected_nothing_lost(
@@ -227,6 +262,89 @@ class TestFailureDetection:
             time.sleep(1.0)
             assert client.state is ConnectionState.TERMINATED
             assert recorder.restored.qsize() == 1  # only the first connection
+        finally:
+            client.stop()
+
+    @pytest.mark.parametrize(
+        ("policy", "delay"),
+        [(TerminatePolicy.RECONNECT_NOW, 0.0), (TerminatePolicy.RECONNECT_AFTER_DELAY, 0.8)],
+    )
+    def test_terminate_reconnects_when_the_policy_says_so(
+        self,
+        server: SimulatedServer,
+        broker: BrokerInfo,
+        recorder: Recorder,
+        policy: TerminatePolicy,
+        delay: float,
+    ) -> None:
+        """With a reconnecting policy the client comes back (after the delay), same subscription."""
+        config = config_for(
+            f"{broker.host}:{broker.port}", on_terminate=policy, terminate_reconnect_delay=delay or 60.0
+        )
+        client = running(config, recorder)
+        try:
+            server.wait_for_subscriber(config.client_id)
+            recorder.restored.get(timeout=WAIT)
+            asked = time.monotonic()  # the notice is handled after this, so the delay counts from later
+            server.terminate(config.client_id)
+            recorder.terminated.get(timeout=WAIT)
+
+            recorder.restored.get(timeout=WAIT)
+            assert time.monotonic() - asked >= delay
+            assert recorder.losses.get(timeout=WAIT).reason is LossReason.SESSION_TERMINATED
+            server.wait_for_subscriber(config.client_id)
+            sent = server.generate(2)
+            assert recorder.take(2) == sent
+        finally:
+            client.stop()
+
+    def test_connect_that_hangs_times_out_and_is_retried(
+        self, server: SimulatedServer, proxy: FaultProxy, recorder: Recorder
+    ) -> None:
+        """A server that takes the TCP connection and says nothing: CONNECT_TIMEOUT, then a retry."""
+        proxy.blackhole()
+        retry = attrs.evolve(FAST_RETRY, connect_timeout=0.5)
+        client = NfmpClient(config_for(f"127.0.0.1:{proxy.port}", retry=retry), recorder)
+        client.start()
+        try:
+            loss = recorder.losses.get(timeout=WAIT)
+            assert loss.reason is LossReason.CONNECT_TIMEOUT
+            assert loss.attempt == 1
+            assert client.state is ConnectionState.CONNECTING
+
+            proxy.passthrough()
+            assert client.wait_for_state(ConnectionState.CONNECTED, timeout=WAIT)
+        finally:
+            client.stop()
+
+    def test_gives_up_after_max_attempts(self, recorder: Recorder) -> None:
+        """With max_attempts, run_forever raises ClientStopped with the last typed loss."""
+        (port,) = free_ports(1)  # nothing listens there
+        config = config_for(f"127.0.0.1:{port}", retry=attrs.evolve(FAST_RETRY, max_attempts=2))
+        client = NfmpClient(config, recorder)
+
+        with pytest.raises(ClientStopped) as raised:
+            client.run_forever()
+
+        assert raised.value.last_loss is not None
+        assert raised.value.last_loss.reason is LossReason.SOCKET_ERROR
+        assert recorder.losses.qsize() == 2
+        assert client.state is ConnectionState.STOPPED
+
+    def test_a_raising_callback_does_not_stop_recovery(
+        self, server: SimulatedServer, proxy: FaultProxy, recorder: Recorder
+    ) -> None:
+        """on_connection_lost raising is logged; the client reconnects all the same."""
+        recorder.raise_on_loss = True
+        client = running(config_for(f"127.0.0.1:{proxy.port}"), recorder)
+        try:
+            recorder.restored.get(timeout=WAIT)
+            proxy.reset()
+            proxy.passthrough()
+
+            recorder.losses.get(timeout=WAIT)
+            recorder.restored.get(timeout=WAIT)
+            assert client.state is ConnectionState.CONNECTED
         finally:
             client.stop()
 
