@@ -67,6 +67,7 @@ from ._selector import (
     validate_client_id as validate_client_id,
 )
 from ._status import (
+    ClientStatistics as ClientStatistics,
     ConnectionLost as ConnectionLost,
     ConnectionRestored as ConnectionRestored,
     ConnectionState as ConnectionState,
@@ -103,6 +104,7 @@ __all__ = [
     "BrokerDialect",
     "BrokerEndpoint",
     "ClientConfig",
+    "ClientStatistics",
     "ClientStopped",
     "Clock",
     "ConnectionLost",

@@ -27,6 +27,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Final, final
 
+import attrs
 import tenacity
 from attrs import frozen
 
@@ -36,7 +37,7 @@ from ._config import BrokerEndpoint, ClientConfig, TerminatePolicy
 from ._dedup import RecentIds
 from ._events import DataEvent, Event, SystemEvent, TerminateClientSession, is_system_event
 from ._exceptions import MalformedMessage, NfmpError
-from ._status import ConnectionLost, ConnectionRestored, ConnectionState, LossReason
+from ._status import ClientStatistics, ConnectionLost, ConnectionRestored, ConnectionState, LossReason
 from ._transport import AttemptFailed, FrameReceived, Lost, StompTransport
 from ._watchdog import KeepAliveWatchdog
 
@@ -142,6 +143,7 @@ class NfmpClient:
         self._last_loss: ConnectionLost | None = None
         self._lost_at: float | None = None
         self._failure: ClientStopped | None = None
+        self._counts: dict[str, int] = dict.fromkeys(attrs.fields_dict(ClientStatistics), 0)
         self.last_message_at: datetime | None = None
         """When the last message of any kind arrived (aware UTC), or None."""
 
@@ -156,6 +158,11 @@ class NfmpClient:
     def last_loss(self) -> ConnectionLost | None:
         """The most recent connection loss or failed attempt, or None."""
         return self._last_loss
+
+    @property
+    def statistics(self) -> ClientStatistics:
+        """What the client has counted so far (messages, events, duplicates dropped, losses, ...)."""
+        return ClientStatistics(**self._counts)
 
     def wait_for_state(self, *states: ConnectionState, timeout: float | None = None) -> bool:
         """Wait until the state is one of *states*; return whether it is."""
@@ -274,6 +281,7 @@ class NfmpClient:
         try:
             getattr(self._handler, name)(*args)
         except Exception:
+            self._counts["handler_errors"] += 1
             log.exception("%s: the handler's %s raised", self.config.client_id, name)
             return False
         return True
@@ -317,6 +325,7 @@ class NfmpClient:
         self._lost_at = self._clock.monotonic()
         cause = ConnectionLost(reason=reason, detail=detail, server=server, at=_now())
         self._last_loss = cause
+        self._counts["losses"] += 1
         log.warning("%s: connection to %s lost: %s: %s", self.config.client_id, server, reason.value, detail)
         self._call("on_connection_lost", cause)
         if reason is LossReason.SESSION_TERMINATED:
@@ -342,6 +351,7 @@ class NfmpClient:
             at=_now(),
         )
         self._last_loss = cause
+        self._counts["losses"] += 1
         log.warning("%s: leaving the standby %s: %s", self.config.client_id, transport.server, cause.detail)
         self._call("on_connection_lost", cause)
         self._set_state(ConnectionState.RECONNECTING, cause.reason.value)
@@ -362,14 +372,17 @@ class NfmpClient:
 
     def _deliver(self, message: _Decoded) -> None:
         self.last_message_at = _now()
+        self._counts["messages"] += 1
         message_id, ack_id, event = message.message_id, message.ack_id, message.event
         transport = self._transport
         if message_id and message_id in self._dedup:
+            self._counts["duplicates"] += 1
             log.debug("%s: duplicate %s dropped", self.config.client_id, message_id)
             if transport is not None:
                 transport.ack(ack_id)
             return
         if isinstance(event, MalformedMessage):
+            self._counts["malformed"] += 1
             log.warning("%s: malformed message %s: %s", self.config.client_id, message_id, event.reason)
             self._call("on_malformed_message", event)
             self._acknowledge(transport, ack_id, message_id)
@@ -390,8 +403,12 @@ class NfmpClient:
         if is_system_event(event):
             if isinstance(event, TerminateClientSession):
                 self._call("on_session_terminated", event)
-            return self._call("on_system_event", event)
-        return self._call("on_event", event)
+            handled = self._call("on_system_event", event)
+            self._counts["system_events"] += handled
+            return handled
+        handled = self._call("on_event", event)
+        self._counts["events"] += handled
+        return handled
 
     def _terminated(self, notice: TerminateClientSession) -> None:
         policy = self.config.on_terminate
@@ -399,6 +416,7 @@ class NfmpClient:
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()
+        self._counts["losses"] += 1
         self._last_loss = ConnectionLost(
             reason=LossReason.SESSION_TERMINATED,
             detail="TerminateClientSession received",
@@ -462,6 +480,7 @@ class NfmpClient:
                 transport.open()
             except AttemptFailed as exc:
                 failure = exc
+                self._counts["failed_attempts"] += 1
                 cause = ConnectionLost(
                     reason=exc.reason, detail=exc.detail, server=str(server), at=_now(), attempt=number
                 )
@@ -482,6 +501,7 @@ class NfmpClient:
             with self._watch_lock:
                 self._watchdog.start(self._clock.monotonic())
             downtime = 0.0 if self._lost_at is None else self._clock.monotonic() - self._lost_at
+            self._counts["connections"] += 1
             self._set_state(ConnectionState.CONNECTED, f"subscribed on {server}")
             self._call(
                 "on_connection_restored",

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from attrs import frozen
 
-__all__ = ["ConnectionLost", "ConnectionRestored", "ConnectionState", "LossReason"]
+__all__ = ["ClientStatistics", "ConnectionLost", "ConnectionRestored", "ConnectionState", "LossReason"]
 
 
 class ConnectionState(enum.Enum):
@@ -97,3 +97,27 @@ class ConnectionRestored:
     """Seconds since the connection was lost (0 for the first connection)."""
     session: str = ""
     """The broker's session id for the connection, if it gave one."""
+
+
+@frozen(kw_only=True)
+class ClientStatistics:
+    """Counts since the client was created: a snapshot from ``NfmpClient.statistics``."""
+
+    messages: int = 0
+    """Messages received from the server, of every kind, duplicates and malformed ones included."""
+    events: int = 0
+    """Data events handed to ``on_event`` that it handled without raising."""
+    system_events: int = 0
+    """System events (keep-alives included) handed to ``on_system_event``."""
+    duplicates: int = 0
+    """Redeliveries of already handled messages, dropped before the handler."""
+    malformed: int = 0
+    """Undecodable messages reported to ``on_malformed_message``."""
+    handler_errors: int = 0
+    """Callbacks that raised (for ``on_event``: the message is redelivered later)."""
+    connections: int = 0
+    """Connections made (subscribed), the first one included."""
+    losses: int = 0
+    """Established connections that ended (failed attempts are not counted here)."""
+    failed_attempts: int = 0
+    """Connection attempts that failed."""

@@ -177,6 +177,8 @@ class TestDelivery:
             proxy.passthrough()
 
             assert recorder.take(1) == [first]
+            assert client.statistics.handler_errors == 1
+            assert client.statistics.connections == 2
         finally:
             client.stop()
 
@@ -201,6 +203,37 @@ class TestDelivery:
             assert error.payload == b"<not-xml"
             assert "not well-formed" in error.reason
             assert recorder.take(2) == sent
+            assert client.statistics.malformed == 1
+        finally:
+            client.stop()
+
+    def test_redelivery_of_a_handled_message_is_dropped(
+        self, server: SimulatedServer, broker: BrokerInfo, proxy: FaultProxy
+    ) -> None:
+        """The ack of a handled message is lost with the link: the broker sends it again, the handler
+        does not see it twice."""
+
+        class CutsTheLinkWhileHandling(Recorder):
+            def on_event(self, event: DataEvent) -> None:
+                if self.handled == 0:
+                    proxy.blackhole()  # the ack sent when this returns goes nowhere
+                super().on_event(event)
+
+        recorder = CutsTheLinkWhileHandling()
+        client = running(config_for(f"127.0.0.1:{proxy.port}"), recorder)
+        try:
+            server.wait_for_subscriber(client.config.client_id)
+            (first,) = server.generate(1)
+            assert recorder.take(1) == [first]
+            recorder.losses.get(timeout=WAIT)
+            proxy.passthrough()
+            assert client.wait_for_state(ConnectionState.CONNECTED, timeout=WAIT)
+            (second,) = server.generate(1)
+
+            assert recorder.take(1) == [second]  # not `first` again
+            assert recorder.handled == 2
+            assert client.statistics.duplicates == 1  # `first` did come back, and was dropped
+            assert client.statistics.losses == 1
         finally:
             client.stop()
 
@@ -330,6 +363,8 @@ class TestFailureDetection:
         assert raised.value.last_loss.reason is LossReason.SOCKET_ERROR
         assert recorder.losses.qsize() == 2
         assert client.state is ConnectionState.STOPPED
+        assert client.statistics.failed_attempts == 2
+        assert client.statistics.connections == 0
 
     def test_a_raising_callback_does_not_stop_recovery(
         self, server: SimulatedServer, proxy: FaultProxy, recorder: Recorder
