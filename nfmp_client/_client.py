@@ -125,7 +125,7 @@ class NfmpClient:
         self._handler = handler
         self._clock = clock or MonotonicClock()
         self._codec = EventCodec(max_message_bytes=config.max_message_bytes)
-        self._inbox: queue.Queue[_Decoded | Lost | _ReturnToPrimary | None] = queue.Queue()
+        self._inbox: queue.SimpleQueue[_Decoded | Lost | _ReturnToPrimary | None] = queue.SimpleQueue()
         self._dedup = RecentIds(config.dedup_window)
         self._watchdog = KeepAliveWatchdog(config.keepalive_timeout)
         self._watch_lock = threading.Lock()
