@@ -29,6 +29,18 @@ __all__ = ["AttemptFailed", "FrameReceived", "Lost", "StompTransport"]
 
 log = logging.getLogger("nfmp_client.transport")
 
+
+class _WithholdPasscodes(logging.Filter):
+    """stomp.py logs every frame it sends at DEBUG, the CONNECT frame with its passcode header included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "passcode" in record.getMessage():
+            record.msg, record.args = "sending a frame with a passcode header (not logged)", None
+        return True
+
+
+logging.getLogger("stomp.py").addFilter(_WithholdPasscodes())
+
 _SUBSCRIPTION_ID: Final = "nfmp"
 _CLOSE_TIMEOUT: Final = 5.0
 

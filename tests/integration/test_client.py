@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -453,8 +454,8 @@ class TestFailureDetection:
             finally:
                 client.stop()
 
-    def test_bad_password_is_not_retried(self, broker: BrokerInfo, recorder: Recorder) -> None:
-        """A client id the broker refuses for good ends in STOPPED with the typed reason, quickly."""
+    def test_client_id_held_elsewhere_until_max_attempts(self, broker: BrokerInfo, recorder: Recorder) -> None:
+        """A client id another connection holds: CLIENT_ID_IN_USE on each attempt, STOPPED after max_attempts."""
         config = config_for(f"{broker.host}:{broker.port}", retry=attrs.evolve(FAST_RETRY, max_attempts=3))
         hog = NfmpClient(config, Handler())
         hog.start()
@@ -535,3 +536,24 @@ def test_threads_end_on_stop(broker: BrokerInfo) -> None:
     time.sleep(0.5)
 
     assert threading.active_count() <= before
+
+
+def test_the_password_never_reaches_a_log_or_a_repr(
+    proxy: FaultProxy, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every logger at DEBUG (stomp.py's included) through a connect, a loss and a reconnect: no password."""
+    secret = "pa55-" + uuid.uuid4().hex
+    caplog.set_level(logging.DEBUG)
+    client = running(config_for(f"127.0.0.1:{proxy.port}", username="oss", password=secret), recorder)
+    try:
+        proxy.reset()
+        proxy.passthrough()
+        loss = recorder.losses.get(timeout=WAIT)
+        assert client.wait_for_state(ConnectionState.CONNECTED, timeout=WAIT)
+        shown = [repr(client), repr(client.config), repr(loss), repr(client.statistics), str(loss)]
+    finally:
+        client.stop()
+
+    assert len(caplog.records) > 20  # the capture did see the connection's debug lines
+    assert not [r.getMessage() for r in caplog.records if secret in r.getMessage()]
+    assert not [text for text in shown if secret in text]
