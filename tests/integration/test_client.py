@@ -454,7 +454,9 @@ class TestFailureDetection:
             finally:
                 client.stop()
 
-    def test_client_id_held_elsewhere_until_max_attempts(self, broker: BrokerInfo, recorder: Recorder) -> None:
+    def test_client_id_held_elsewhere_until_max_attempts(
+        self, broker: BrokerInfo, recorder: Recorder
+    ) -> None:
         """A client id another connection holds: CLIENT_ID_IN_USE on each attempt, STOPPED after max_attempts."""
         config = config_for(f"{broker.host}:{broker.port}", retry=attrs.evolve(FAST_RETRY, max_attempts=3))
         hog = NfmpClient(config, Handler())
