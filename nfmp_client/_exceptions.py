@@ -8,6 +8,9 @@ about it::
           ├── MalformedMessage    one message could not be decoded; it is kept on the exception for inspection
           └── XmlApiError         an XML API request or response could not be read
                └── XmlApiFault    the XML API answered with a SOAP fault (code and message)
+     └── StateError               the persisted state cannot be used (in ``_state``)
+          ├── StateFileCorrupt    not a state file this version can read
+          └── StateFileMismatch   another client id's state file
 
 Errors from the libraries underneath (lxml, stomp.py) are translated at the boundary where they happen and
 chained with ``raise ... from``, so callers only ever need to catch this family.
