@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -44,10 +45,14 @@ def run_broker_script(
 ) -> subprocess.CompletedProcess[str]:
     """Run `scripts/broker ARGS` with this interpreter; stdout holds stdout and stderr, in order.
 
-    The exit code is not checked; see `check_broker_script`.
+    The exit code is not checked; see `check_broker_script`. The script's NFMP_BROKER_* settings are taken
+    out of its environment: a test broker is configured by its options alone (a developer's
+    NFMP_BROKER_TLS_PORT, say, must not give every test broker the same TLS port).
     """
+    env = {name: value for name, value in os.environ.items() if not name.startswith("NFMP_BROKER_")}
     return subprocess.run(
         [sys.executable, str(BROKER_SCRIPT), *args],
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -97,11 +102,18 @@ class BrokerInfo:
     jmx_url: str
     data_dir: Path
     link_stealing: bool = False
+    tls_port: int | None = None
+    """STOMP over TLS (`scripts/broker --tls-port`), None: no TLS connector."""
+    tls_client_auth: bool = False
+    """The TLS connector refuses clients without a certificate of the data dir's test CA."""
 
     @classmethod
-    def on_free_ports(cls, data_dir: Path, *, link_stealing: bool = False) -> BrokerInfo:
-        """A (not yet started) broker in `data_dir` on two currently free ports."""
-        port, jmx_port = free_ports(2)
+    def on_free_ports(
+        cls, data_dir: Path, *, link_stealing: bool = False, tls: bool = False, tls_client_auth: bool = False
+    ) -> BrokerInfo:
+        """A (not yet started) broker in `data_dir` on currently free ports; `tls_client_auth` implies `tls`."""
+        tls = tls or tls_client_auth
+        port, jmx_port, *tls_port = free_ports(3 if tls else 2)
         return cls(
             host=BROKER_HOST,
             port=port,
@@ -109,6 +121,8 @@ class BrokerInfo:
             jmx_url=f"service:jmx:rmi:///jndi/rmi://{BROKER_HOST}:{jmx_port}/jmxrmi",
             data_dir=data_dir,
             link_stealing=link_stealing,
+            tls_port=tls_port[0] if tls_port else None,
+            tls_client_auth=tls_client_auth,
         )
 
     @property
@@ -116,7 +130,30 @@ class BrokerInfo:
         """The `host_and_ports` argument of stomp.py's connection classes."""
         return [(self.host, self.port)]
 
+    @property
+    def tls_dir(self) -> Path:
+        """The TLS test material scripts/broker made: `ca.pem` (the CA to trust), `client.pem` and
+        `client.key` (a client certificate of that CA and its unencrypted key), the broker's stores."""
+        return self.data_dir / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.tls_dir / "ca.pem"
+
+    @property
+    def client_cert_file(self) -> Path:
+        return self.tls_dir / "client.pem"
+
+    @property
+    def client_key_file(self) -> Path:
+        return self.tls_dir / "client.key"
+
     def _options(self) -> list[str]:
+        tls = (
+            []
+            if self.tls_port is None
+            else ["--tls-port", str(self.tls_port), f"--tls-client-auth={str(self.tls_client_auth).lower()}"]
+        )
         return [
             "--data",
             str(self.data_dir),
@@ -125,6 +162,7 @@ class BrokerInfo:
             "--jmx-port",
             str(self.jmx_port),
             f"--link-stealing={str(self.link_stealing).lower()}",
+            *tls,
         ]
 
     def start(self) -> str:
@@ -163,12 +201,19 @@ class BrokerInfo:
 
 
 class BrokerFactory(Protocol):
-    """Starts an extra broker in a fresh temporary data dir on free ports; stopped after the test."""
+    """Starts an extra broker in a fresh temporary data dir on free ports; stopped after the test.
 
-    def __call__(self, *, link_stealing: bool = False) -> BrokerInfo: ...
+    `tls=True` adds a STOMP over TLS connector (`BrokerInfo.tls_port`, PEM files in `BrokerInfo.tls_dir`);
+    `tls_client_auth=True` (which implies `tls`) makes it require a client certificate.
+    """
+
+    def __call__(
+        self, *, link_stealing: bool = False, tls: bool = False, tls_client_auth: bool = False
+    ) -> BrokerInfo: ...
 
 
-def _start_or_fail(info: BrokerInfo) -> BrokerInfo:
+def start_or_fail(info: BrokerInfo) -> BrokerInfo:
+    """Start `info`'s broker; a broker that cannot start fails the test (never skips it)."""
     try:
         info.start()
     except (BrokerScriptError, subprocess.TimeoutExpired) as exc:
@@ -177,7 +222,8 @@ def _start_or_fail(info: BrokerInfo) -> BrokerInfo:
     return info
 
 
-def _stop_all(brokers: list[BrokerInfo]) -> None:
+def stop_all(brokers: list[BrokerInfo]) -> None:
+    """Stop every broker (each attempted), then fail the test if any could not be stopped."""
     failures = []
     for info in brokers:
         try:
@@ -191,9 +237,9 @@ def _stop_all(brokers: list[BrokerInfo]) -> None:
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerInfo]:
     """One ActiveMQ broker for the whole session (link stealing off), stopped at the end."""
-    info = _start_or_fail(BrokerInfo.on_free_ports(tmp_path_factory.mktemp("broker")))
+    info = start_or_fail(BrokerInfo.on_free_ports(tmp_path_factory.mktemp("broker")))
     yield info
-    _stop_all([info])
+    stop_all([info])
 
 
 @pytest.fixture
@@ -201,13 +247,18 @@ def broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerF
     """Start extra brokers (for tests that stop, wipe or reconfigure one); all stopped after the test."""
     started: list[BrokerInfo] = []
 
-    def start(*, link_stealing: bool = False) -> BrokerInfo:
-        info = BrokerInfo.on_free_ports(tmp_path_factory.mktemp("broker"), link_stealing=link_stealing)
+    def start(*, link_stealing: bool = False, tls: bool = False, tls_client_auth: bool = False) -> BrokerInfo:
+        info = BrokerInfo.on_free_ports(
+            tmp_path_factory.mktemp("broker"),
+            link_stealing=link_stealing,
+            tls=tls,
+            tls_client_auth=tls_client_auth,
+        )
         started.append(info)
-        return _start_or_fail(info)
+        return start_or_fail(info)
 
     yield start
-    _stop_all(started)
+    stop_all(started)
 
 
 # end of the ActiveMQ test broker section =============================================================

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -58,14 +60,29 @@ class Recorder(stomp.ConnectionListener):  # type: ignore[misc]
 
 
 class Client:
-    """One stomp.py 1.2 connection with its Recorder."""
+    """One stomp.py 1.2 connection with its Recorder; `tls=True`: to the TLS port, trusting the broker's test
+    CA and showing its client certificate."""
 
     def __init__(
-        self, broker: BrokerInfo, *, client_id: str | None = None, heartbeats: tuple[int, int] = (0, 0)
+        self,
+        broker: BrokerInfo,
+        *,
+        client_id: str | None = None,
+        heartbeats: tuple[int, int] = (0, 0),
+        tls: bool = False,
     ) -> None:
-        self.conn = stomp.Connection12(
-            broker.hosts, heartbeats=heartbeats, reconnect_attempts_max=1, timeout=WAIT
-        )
+        hosts = broker.hosts
+        if tls:
+            assert broker.tls_port is not None
+            hosts = [(broker.host, broker.tls_port)]
+        self.conn = stomp.Connection12(hosts, heartbeats=heartbeats, reconnect_attempts_max=1, timeout=WAIT)
+        if tls:
+            self.conn.set_ssl(
+                for_hosts=hosts,
+                ca_certs=str(broker.ca_file),
+                cert_file=str(broker.client_cert_file),
+                key_file=str(broker.client_key_file),
+            )
         self.recorder = Recorder()
         self.conn.set_listener("recorder", self.recorder)
         # connect(wait=True) waits without a time limit; wait for CONNECTED (or ERROR) here instead
@@ -112,6 +129,42 @@ def publish(broker: BrokerInfo, body: str, **headers: str) -> None:
         publisher.send(body, **headers)
     finally:
         publisher.close()
+
+
+def stomp_over_tls(
+    port: int, context: ssl.SSLContext, server_hostname: str = "127.0.0.1"
+) -> tuple[bytes, dict[str, object]]:
+    """(The reply to a STOMP CONNECT, the broker's certificate) over TLS to 127.0.0.1:`port`.
+
+    Raises:
+        OSError: The TLS handshake failed or the broker closed the connection (ssl.SSLError is one).
+    """
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=WAIT) as raw,
+        context.wrap_socket(raw, server_hostname=server_hostname) as sock,
+    ):
+        certificate = sock.getpeercert()
+        sock.sendall(b"CONNECT\naccept-version:1.2\nhost:localhost\n\n\x00")
+        reply = b""
+        while b"\x00" not in reply:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        if reply.startswith(b"CONNECTED"):
+            sock.sendall(b"DISCONNECT\n\n\x00")
+    return reply, dict(certificate or {})
+
+
+def read_after_handshake(port: int, context: ssl.SSLContext) -> bytes:
+    """TLS handshake with 127.0.0.1:`port`, then wait for the broker to say something (STOMP brokers do not
+    speak first). TLS 1.3 completes the client's side of the handshake before the broker has checked the
+    client's certificate: a refusal comes as an alert on this first read (ssl.SSLError)."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=WAIT) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+    ):
+        return sock.recv(1)
 
 
 def unique(prefix: str) -> str:
@@ -322,3 +375,137 @@ class TestSeparateBrokers:
         assert "Traceback" not in result.stdout
         assert not (data / "broker.json").exists()
         assert run_broker_script("status", "--data", str(data)).returncode == 3
+
+
+class TestTls:
+    def test_tls_connector_with_the_test_ca_and_client_certificates(
+        self, broker_factory: BrokerFactory
+    ) -> None:
+        """`--tls-port --tls-client-auth`: STOMP over TLS with a certificate for 127.0.0.1 and localhost from
+        the data dir's CA, client certificate required; `status` and broker.json tell where the PEM files are."""
+        tls = broker_factory(tls_client_auth=True)
+        assert tls.tls_port is not None
+        trusting = ssl.create_default_context(cafile=str(tls.ca_file))
+        with_certificate = ssl.create_default_context(cafile=str(tls.ca_file))
+        with_certificate.load_cert_chain(str(tls.client_cert_file), str(tls.client_key_file))
+
+        for name in ("127.0.0.1", "localhost"):  # both in the certificate's subjectAltName
+            reply, certificate = stomp_over_tls(tls.tls_port, with_certificate, server_hostname=name)
+            assert reply.startswith(b"CONNECTED"), reply
+        assert ("IP Address", "127.0.0.1") in certificate["subjectAltName"]  # type: ignore[operator]
+        assert ("DNS", "localhost") in certificate["subjectAltName"]  # type: ignore[operator]
+        with pytest.raises(ssl.SSLError, match="certificate"):  # the broker wants a client certificate
+            read_after_handshake(tls.tls_port, trusting)
+        with pytest.raises(ssl.SSLCertVerificationError):  # the test CA is no public one
+            stomp_over_tls(tls.tls_port, ssl.create_default_context())
+
+        status = run_broker_script("status", "--data", str(tls.data_dir))
+        assert status.returncode == 0, status.stdout
+        assert f"stomp+ssl://127.0.0.1:{tls.tls_port}" in status.stdout
+        assert "client certificate required" in status.stdout
+        for path in (tls.ca_file, tls.client_cert_file, tls.client_key_file):
+            assert str(path) in status.stdout
+        assert tls.client_key_file.stat().st_mode & 0o077 == 0
+        state = json.loads((tls.data_dir / "broker.json").read_text())
+        assert state["tls"] == {
+            "port": tls.tls_port,
+            "client_auth": True,
+            "ca_file": str(tls.ca_file),
+            "cert_file": str(tls.client_cert_file),
+            "key_file": str(tls.client_key_file),
+        }
+
+        # stomp.py's own TLS (set_ssl) receives what a plain connection publishes
+        subscriber = Client(tls, client_id=unique("oss-tls"), tls=True)
+        try:
+            subscriber.subscribe_durable(unique("sub"))
+            publish(tls, "<over-tls/>")
+            assert subscriber.next_message().body == "<over-tls/>"
+        finally:
+            subscriber.close()
+
+        # the CA is made once per data dir: a restart without client auth keeps it, and lets clients in
+        # with no certificate of their own
+        ca = tls.ca_file.read_bytes()
+        dataclasses.replace(tls, tls_client_auth=False).restart()
+        assert tls.ca_file.read_bytes() == ca
+        reply, _ = stomp_over_tls(tls.tls_port, trusting)
+        assert reply.startswith(b"CONNECTED"), reply
+        assert (
+            "client certificate not required"
+            in run_broker_script("status", "--data", str(tls.data_dir)).stdout
+        )
+
+    def test_broker_without_tls_records_none(self, broker: BrokerInfo) -> None:
+        """Without --tls-port there is no TLS connector: broker.json says `"tls": null`, no tls/ is made."""
+        assert json.loads((broker.data_dir / "broker.json").read_text())["tls"] is None
+        assert not broker.tls_dir.exists()
+        assert not (broker.data_dir / "activemq-tls.xml").exists()
+
+    @pytest.mark.parametrize("clash", ["port", "jmx-port"])
+    def test_tls_port_must_differ_from_the_other_ports(self, tmp_path: Path, clash: str) -> None:
+        """A TLS port equal to the STOMP or the JMX port is a usage error (exit 2), before anything starts."""
+        port, jmx_port = free_ports(2)
+        same = port if clash == "port" else jmx_port
+        data = tmp_path / "clash"
+
+        result = run_broker_script(
+            "start",
+            "--data",
+            str(data),
+            "--port",
+            str(port),
+            "--jmx-port",
+            str(jmx_port),
+            "--tls-port",
+            str(same),
+        )
+
+        assert result.returncode == 2, result.stdout
+        assert f"both {same}" in result.stdout
+        assert not (data / "broker.json").exists()
+
+    def test_client_auth_needs_a_tls_port(self, tmp_path: Path) -> None:
+        """--tls-client-auth without a TLS port is a usage error (exit 2)."""
+        port, jmx_port = free_ports(2)
+
+        result = run_broker_script(
+            "start",
+            "--data",
+            str(tmp_path / "b"),
+            "--port",
+            str(port),
+            "--jmx-port",
+            str(jmx_port),
+            "--tls-client-auth",
+        )
+
+        assert result.returncode == 2, result.stdout
+        assert "--tls-port" in result.stdout
+
+    def test_start_fails_on_a_busy_tls_port(self, tmp_path: Path) -> None:
+        """`start` with a TLS port another program listens on fails at once, naming the port and the option."""
+        port, jmx_port = free_ports(2)
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            busy = listener.getsockname()[1]
+            data = tmp_path / "busy-tls"
+
+            result = run_broker_script(
+                "start",
+                "--data",
+                str(data),
+                "--port",
+                str(port),
+                "--jmx-port",
+                str(jmx_port),
+                "--tls-port",
+                str(busy),
+            )
+
+        assert result.returncode == 1, result.stdout
+        assert f"TLS port {busy}" in result.stdout
+        assert "--tls-port" in result.stdout
+        assert "Traceback" not in result.stdout
+        assert not (data / "broker.json").exists()
