@@ -83,7 +83,11 @@ def _endpoints(value: Sequence[str | BrokerEndpoint] | str) -> tuple[BrokerEndpo
 
 @frozen(kw_only=True)
 class TlsConfig:
-    """TLS to the broker. Without a CA file the system's trust store is used."""
+    """TLS to the broker. Without a CA file the system's trust store is used.
+
+    The broker's certificate is always verified, host name included: give ``servers`` the name (or address)
+    the certificate carries.
+    """
 
     ca_file: Path | None = field(default=None, converter=attrs.converters.optional(Path))
     """PEM file of the CA(s) that signed the broker's certificate."""
@@ -91,8 +95,6 @@ class TlsConfig:
     """PEM client certificate, for brokers that require one."""
     key_file: Path | None = field(default=None, converter=attrs.converters.optional(Path))
     """PEM private key of the client certificate."""
-    check_hostname: bool = True
-    """Whether the broker's certificate must name the host connected to."""
 
     def __attrs_post_init__(self) -> None:
         """Validate."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -124,6 +125,54 @@ class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
         self._owner._report_loss()
 
 
+def _end_on_tls_eof(transport: Any) -> None:
+    """Make stomp.py notice a TLS connection closed by the peer.
+
+    On a TLS socket stomp.py (9.0) runs non-blocking and reads an empty read (the peer's EOF) as "no data
+    yet": its I/O loop spins and never reports the disconnection, which then waits for a heart-beat timeout.
+    An empty ``bytes`` from a TLS socket is an EOF (no data yet raises ``SSLWantReadError``), so it ends the
+    loop, which reports ``on_disconnected`` as over plain TCP.
+    """
+    receive = transport.receive
+
+    def receive_or_end() -> Any:
+        try:
+            data = receive()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, stomp.exception.InterruptedException):
+            raise
+        except OSError:
+            transport.running = False
+            raise
+        if data == b"":
+            transport.running = False
+        return data
+
+    transport.receive = receive_or_end
+
+
+def _tls_problem(config: ClientConfig, server: BrokerEndpoint) -> str | None:
+    """Say why a TLS connection to *server* fails (stomp.py logs the reason and raises a bare error)."""
+    tls = config.tls
+    assert tls is not None  # noqa: S101  # only called with TLS on
+    try:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if tls.ca_file:
+            context.load_verify_locations(tls.ca_file)
+        else:
+            context.load_default_certs()
+        if tls.cert_file:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+        with (
+            socket.create_connection((server.host, server.port), config.retry.connect_timeout) as raw,
+            context.wrap_socket(raw, server_hostname=server.host),
+        ):
+            return None
+    except ssl.SSLCertVerificationError as exc:
+        return f"TLS: the broker's certificate was refused: {exc.verify_message}"
+    except (ssl.SSLError, OSError) as exc:
+        return f"TLS: {type(exc).__name__}: {exc}"
+
+
 @final
 class StompTransport:
     """One STOMP connection to one server, subscribed to the configured topic. Used by one supervisor."""
@@ -231,6 +280,7 @@ class StompTransport:
                 ca_certs=str(config.tls.ca_file) if config.tls.ca_file else None,
                 ssl_version=ssl.PROTOCOL_TLS_CLIENT,
             )
+            _end_on_tls_eof(conn.transport)
         conn.set_listener("nfmp", _Listener(self))
         self._conn = conn
         headers = dict(config.stomp_headers)
@@ -240,7 +290,9 @@ class StompTransport:
             conn.connect(config.username, config.password, wait=False, headers=headers)
         except stomp.exception.ConnectFailedException:
             self._abandon()
-            raise AttemptFailed(LossReason.SOCKET_ERROR, "cannot open a connection", self.server) from None
+            # stomp.py only logs why (a refused certificate, a missing CA file): ask the TLS layer again.
+            detail = (_tls_problem(config, self.server) if config.tls else None) or "cannot open a connection"
+            raise AttemptFailed(LossReason.SOCKET_ERROR, detail, self.server) from None
         except (OSError, ssl.SSLError) as exc:
             self._abandon()
             raise AttemptFailed(
