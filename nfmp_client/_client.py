@@ -81,8 +81,10 @@ class Handler:
     """What an application implements: override the callbacks it cares about (the defaults do nothing).
 
     Callbacks run on the client's supervisor thread, one at a time, in the order of the stream. A callback
-    that raises is logged; for :meth:`on_event` the message is then not acknowledged, so the broker delivers
-    it again after the next reconnect (never lost).
+    that raises is logged. If :meth:`on_event` or :meth:`on_system_event` raises, the message is not
+    acknowledged and the client reconnects (``LossReason.HANDLER_FAILED``, after a backoff that grows while
+    the same message keeps failing): the broker delivers that message again, before anything that followed
+    it. Nothing is lost and the order holds.
     """
 
     def on_event(self, event: DataEvent) -> None:
@@ -143,6 +145,7 @@ class NfmpClient:
         self._last_loss: ConnectionLost | None = None
         self._lost_at: float | None = None
         self._failure: ClientStopped | None = None
+        self._failing = ("", 0)  # the message id the handler failed on, and how many times in a row
         self._counts: dict[str, int] = dict.fromkeys(attrs.fields_dict(ClientStatistics), 0)
         self.last_message_at: datetime | None = None
         """When the last message of any kind arrived (aware UTC), or None."""
@@ -388,10 +391,42 @@ class NfmpClient:
             self._acknowledge(transport, ack_id, message_id)
             return
         if not self._dispatch(event):
-            return  # not acknowledged: redelivered after the next reconnect
+            self._redeliver(message_id)
+            return
+        self._failing = ("", 0)
         self._acknowledge(transport, ack_id, message_id)
         if isinstance(event, TerminateClientSession):
             self._terminated(event)
+
+    def _redeliver(self, message_id: str) -> None:
+        # The handler raised. Handing it the next message would reorder the stream (the failed one would come
+        # back after it, at some later reconnect): instead the connection is closed, unacknowledged, so the
+        # broker delivers this message again, first, when the client is back. A message that keeps failing
+        # is retried with the retry policy's growing delay, and every failure is reported.
+        same, count = self._failing
+        count = count + 1 if same == message_id else 1
+        self._failing = (message_id, count)
+        transport, self._transport = self._transport, None
+        with self._watch_lock:
+            self._watchdog.stop()
+        if transport is not None:
+            transport.close()
+        retry = self.config.retry
+        delay = min(retry.initial_delay * retry.multiplier ** (count - 1), retry.max_delay)
+        cause = ConnectionLost(
+            reason=LossReason.HANDLER_FAILED,
+            detail=f"the handler raised on message {message_id or '(no id)'} ({count} time(s)); "
+            f"it is delivered again in {delay:.1f} s",
+            server=str(transport.server) if transport else "",
+            at=_now(),
+        )
+        self._last_loss = cause
+        self._counts["losses"] += 1
+        self._lost_at = self._clock.monotonic()
+        log.warning("%s: %s", self.config.client_id, cause.detail)
+        self._call("on_connection_lost", cause)
+        self._set_state(ConnectionState.RECONNECTING, cause.reason.value)
+        self._sleep(delay)
 
     def _acknowledge(self, transport: StompTransport | None, ack_id: str, message_id: str) -> None:
         if transport is not None:

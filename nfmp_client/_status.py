@@ -53,6 +53,9 @@ class LossReason(enum.Enum):
     """Connecting (TCP, TLS, CONNECT or the subscription receipt) did not complete in time."""
     SESSION_TERMINATED = "session-terminated"
     """The server ended the session (TerminateClientSession)."""
+    HANDLER_FAILED = "handler-failed"
+    """The application's handler raised: the connection is reopened (after a backoff) so that the broker
+    delivers the message again, and nothing after it is handled first."""
     RETURNING_TO_PRIMARY = "returning-to-primary"
     """The client left a standby on purpose: the primary answers again (see ``return_to_primary``)."""
 
