@@ -201,6 +201,11 @@ def _positive(_instance: object, attribute: attrs.Attribute[float], value: float
         raise ValueError(f"{attribute.name} must be positive, got {value!r}")
 
 
+def _at_least_one(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value >= 1:
+        raise ValueError(f"{attribute.name} must be at least 1, got {value!r}")
+
+
 def _heartbeats(_instance: object, _attribute: object, value: tuple[int, int]) -> None:
     if len(value) != 2 or any(v < 0 for v in value):
         raise ValueError(f"heartbeats must be two milliseconds values >= 0 (send, receive), got {value!r}")
@@ -235,6 +240,10 @@ class ClientConfig:
     """An application selector for data events; system events always pass (see :func:`build_selector`)."""
     heartbeats: tuple[int, int] = field(default=(10_000, 10_000), validator=_heartbeats)
     """STOMP heart-beats in milliseconds: (we send every, we want to receive every); 0 turns one off."""
+    heartbeat_grace: float = field(default=2.5, validator=_at_least_one)
+    """Intervals of total silence from the broker after which the path is declared dead. ActiveMQ skips the
+    heart-beat of an interval in which it sent a message, so up to two intervals of silence are normal: a
+    grace below 2 turns a quiet but healthy connection into false timeouts (stomp.py's own 1.5 does)."""
     keepalive_timeout: float = field(default=DEFAULT_KEEPALIVE_TIMEOUT, validator=_positive)
     """Seconds without any message after which the connection is declared dead (Nokia: 120)."""
     retry: RetryPolicy = field(factory=RetryPolicy)

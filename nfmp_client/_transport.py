@@ -102,7 +102,6 @@ class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
 
     def on_heartbeat(self) -> None:
         self._owner._last_heard = time.monotonic()  # the path is alive (not a sign of life from NFM-P)
-        self._owner._heard_heartbeat = True
 
     def on_receipt(self, frame: Any) -> None:
         receipt = frame.headers.get("receipt-id", "")
@@ -207,7 +206,6 @@ class StompTransport:
         self._session = ""
         self._heartbeat_timeout = False
         self._last_heard = time.monotonic()  # any frame or heart-beat from the broker
-        self._heard_heartbeat = False
         self._closing = False
         self._abort_reason: tuple[LossReason, str] | None = None
         self._reported = threading.Lock()
@@ -269,7 +267,7 @@ class StompTransport:
             heartbeats=config.heartbeats,
             reconnect_attempts_max=1,
             timeout=timeout,
-            heart_beat_receive_scale=1.5,
+            heart_beat_receive_scale=config.heartbeat_grace,
             auto_decode=False,  # bodies stay bytes: the XML parser honours the declared encoding
         )
         if config.tls is not None:
@@ -394,7 +392,7 @@ class StompTransport:
             self._loss_sent = True
         if self._abort_reason is not None:
             reason, detail = self._abort_reason
-        elif self._heartbeat_timeout or self._heartbeats_overdue(first_grace=False):
+        elif self._heartbeat_timeout or self._heartbeats_overdue():
             reason, detail = LossReason.HEARTBEAT_TIMEOUT, "no heart-beat from the broker in time"
         elif self._error:
             reason, detail = _classify_error(self._error), self._error
@@ -403,20 +401,16 @@ class StompTransport:
         self._sink(Lost(epoch=self.epoch, reason=reason, detail=detail))
 
     def heartbeats_overdue(self) -> bool:
-        """Whether the broker's heart-beats are overdue (1.5 intervals of total silence on the socket).
+        """Whether the broker's heart-beats are overdue (``heartbeat_grace`` intervals of total silence).
 
-        stomp.py checks this itself only once per heart-beat interval, so a dead path can take up to two
-        and a half intervals to be reported; the client's watchdog thread asks this more often.
+        stomp.py checks this itself only once per heart-beat interval, so a dead path can take a whole
+        interval more to be reported; the client's watchdog thread asks this several times a second.
         """
         return self._connected.is_set() and self._heartbeats_overdue()
 
-    def _heartbeats_overdue(self, *, first_grace: bool = True) -> bool:
-        # ActiveMQ sends its first heart-beat only after two intervals (broker.md 4.1): until one arrived,
-        # the proactive check allows twice the grace. To name the reason of a loss already seen (stomp.py
-        # reports on_disconnected before on_heartbeat_timeout) the plain grace is the test.
+    def _heartbeats_overdue(self) -> bool:
         receive_ms = self.config.heartbeats[1]
-        doubled = first_grace and not self._heard_heartbeat
-        grace = receive_ms / 1000 * 1.5 * (2 if doubled else 1)
+        grace = receive_ms / 1000 * self.config.heartbeat_grace
         return bool(receive_ms) and time.monotonic() - self._last_heard > grace
 
     def _receipt(self) -> tuple[str, threading.Event]:

@@ -76,6 +76,7 @@ class TestClientConfig:
             ({"topic": "a b"}, "invalid topic"),
             ({"keepalive_timeout": 0}, "keepalive_timeout must be positive"),
             ({"heartbeats": (-1, 0)}, "heartbeats"),
+            ({"heartbeat_grace": 0.9}, "heartbeat_grace must be at least 1"),
             ({"prefetch": 0}, "at least 1"),
             ({"username": "oss"}, "both username and password"),
             ({"filter": "(x = 1"}, "parenthesis"),

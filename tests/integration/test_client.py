@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import threading
 import time
 import uuid
@@ -526,6 +527,29 @@ def test_idle_connection_is_not_declared_dead(broker: BrokerInfo, recorder: Reco
         assert recorder.losses.empty(), recorder.losses.get()
         assert client.state is ConnectionState.CONNECTED
     finally:
+        client.stop()
+
+
+def test_messages_between_heartbeats_are_not_a_timeout(broker: BrokerInfo, recorder: Recorder) -> None:
+    """ActiveMQ skips the heart-beat of an interval in which it sent a message, so after a message the
+    broker can be silent for almost two intervals: messages at such gaps must not look like a dead path."""
+    config = config_for(f"{broker.host}:{broker.port}", heartbeats=(300, 300), keepalive_timeout=60.0)
+    client = running(config, recorder)
+    server = SimulatedServer(broker.host, broker.port, keepalive_interval=0, client_id="sim-quiet")
+    try:
+        server.start()
+        server.wait_for_subscriber(config.client_id)
+        rng = random.Random(7)  # noqa: S311  # gaps, not cryptography
+        sent = []
+        for _ in range(12):
+            sent += server.generate(1)
+            time.sleep(rng.uniform(0.35, 0.6))  # between one and two heart-beat intervals
+
+        assert recorder.take(len(sent)) == sent
+        assert recorder.losses.empty(), recorder.losses.get()
+        assert client.state is ConnectionState.CONNECTED
+    finally:
+        server.stop()
         client.stop()
 
 
