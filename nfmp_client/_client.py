@@ -470,14 +470,14 @@ class NfmpClient:
 
     def _connect(self) -> bool:
         retry = self.config.retry
-        stop: tenacity.stop.stop_base = tenacity.stop_any(
-            tenacity.stop_when_event_set(self._stopping),
-            tenacity.stop_after_attempt(retry.max_attempts) if retry.max_attempts else tenacity.stop_never,
+        limit: tenacity.stop.stop_base = retry.stop or (
+            tenacity.stop_after_attempt(retry.max_attempts) if retry.max_attempts else tenacity.stop_never
         )
         retrying = tenacity.Retrying(
-            stop=stop,
+            stop=tenacity.stop_any(tenacity.stop_when_event_set(self._stopping), limit),
             # Stable across tenacity versions (wait_exponential_jitter renamed its arguments).
-            wait=tenacity.wait_exponential(
+            wait=retry.wait
+            or tenacity.wait_exponential(
                 multiplier=retry.initial_delay, max=retry.max_delay, exp_base=retry.multiplier
             )
             + tenacity.wait_random(0, retry.jitter),

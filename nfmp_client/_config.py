@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Final
 
 import attrs
+import tenacity
 from attrs import field, frozen
 
 from ._codec import DEFAULT_MAX_MESSAGE_BYTES
@@ -118,6 +119,12 @@ class RetryPolicy:
     """Give up after this many failed attempts in a row (None: never give up)."""
     connect_timeout: float = 10.0
     """Seconds one connection attempt (TCP, TLS, STOMP CONNECT, SUBSCRIBE receipt) may take."""
+    wait: tenacity.wait.wait_base | None = field(default=None, eq=False)
+    """A tenacity wait strategy that replaces the backoff above, e.g. ``tenacity.wait_fixed(5)`` or
+    ``tenacity.wait_random_exponential(max=60)``; None: the backoff above."""
+    stop: tenacity.stop.stop_base | None = field(default=None, eq=False)
+    """A tenacity stop condition that replaces *max_attempts*, e.g. ``tenacity.stop_after_delay(3600)``
+    (a stop by the application always ends the retries too); None: *max_attempts*."""
 
     def __attrs_post_init__(self) -> None:
         """Validate."""

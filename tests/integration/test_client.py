@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 import pytest
 import stomp
+import tenacity
 
 from nfmp_client import (
     ClientConfig,
@@ -366,6 +367,24 @@ class TestFailureDetection:
         assert client.state is ConnectionState.STOPPED
         assert client.statistics.failed_attempts == 2
         assert client.statistics.connections == 0
+
+    def test_the_application_can_replace_the_retry_strategy(self, recorder: Recorder) -> None:
+        """tenacity wait and stop strategies in RetryPolicy replace the built-in backoff and limit."""
+        (port,) = free_ports(1)
+        retry = RetryPolicy(
+            initial_delay=30,
+            max_delay=30,
+            wait=tenacity.wait_fixed(0.05),
+            stop=tenacity.stop_after_attempt(3),
+        )
+        client = NfmpClient(config_for(f"127.0.0.1:{port}", retry=retry), recorder)
+        started = time.monotonic()
+
+        with pytest.raises(ClientStopped):
+            client.run_forever()
+
+        assert time.monotonic() - started < 5  # not the 30 s backoff
+        assert client.statistics.failed_attempts == 3
 
     def test_a_raising_callback_does_not_stop_recovery(
         self, server: SimulatedServer, proxy: FaultProxy, recorder: Recorder
