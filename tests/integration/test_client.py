@@ -163,6 +163,22 @@ class TestDelivery:
         ]
         assert subs == []
 
+    def test_non_durable_subscription_leaves_nothing_behind(
+        self, server: SimulatedServer, broker: BrokerInfo, recorder: Recorder
+    ) -> None:
+        """durable=False: events flow while connected; no durable subscription exists, during or after."""
+        config = config_for(f"{broker.host}:{broker.port}", durable=False)
+        client = running(config, recorder)
+        try:
+            server.wait_for_subscriber(config.client_id)
+            sent = server.generate(3)
+
+            assert recorder.take(3) == sent
+            durable = ActiveMQAdmin(broker.jmx_url).durable_subscriptions()
+            assert config.client_id not in {s.client_id for s in durable}
+        finally:
+            client.stop()
+
     def test_failing_handler_gets_the_event_again_in_order(
         self, server: SimulatedServer, broker: BrokerInfo, recorder: Recorder
     ) -> None:
