@@ -393,7 +393,8 @@ class NfmpClient:
         if not self._dispatch(event):
             self._redeliver(message_id)
             return
-        self._failing = ("", 0)
+        if message_id == self._failing[0]:
+            self._failing = ("", 0)
         self._acknowledge(transport, ack_id, message_id)
         if isinstance(event, TerminateClientSession):
             self._terminated(event)

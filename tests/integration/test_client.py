@@ -250,7 +250,8 @@ class TestDelivery:
 
             assert recorder.take(1) == [second]  # not `first` again
             assert recorder.handled == 2
-            assert client.statistics.duplicates == 1  # `first` did come back, and was dropped
+            # `first` did come back and was dropped (a keep-alive handled in the same moment may have too)
+            assert client.statistics.duplicates >= 1
             assert client.statistics.losses == 1
         finally:
             client.stop()
