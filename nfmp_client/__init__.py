@@ -61,6 +61,12 @@ from ._exceptions import (
     XmlApiFault as XmlApiFault,
 )
 from ._public import claim_public_names as _claim_public_names
+from ._resync import (
+    ResyncReason as ResyncReason,
+    ResyncRules as ResyncRules,
+    Subscription as Subscription,
+    Trigger as Trigger,
+)
 from ._selector import (
     SYSTEM_OBJECT_TYPES as SYSTEM_OBJECT_TYPES,
     build_selector as build_selector,
@@ -142,16 +148,20 @@ __all__ = [
     "PingRequest",
     "ProtocolError",
     "ReceivedRequest",
+    "ResyncReason",
+    "ResyncRules",
     "RetryPolicy",
     "StateError",
     "StateFileCorrupt",
     "StateFileMismatch",
     "StateStore",
+    "Subscription",
     "SystemEvent",
     "SystemInfoEvent",
     "TerminateClientSession",
     "TerminatePolicy",
     "TlsConfig",
+    "Trigger",
     "UnknownEvent",
     "XmlApiCredentials",
     "XmlApiError",

@@ -21,6 +21,7 @@ RULES = {
     "_status.py": IMPURE | {"lxml"},
     "_watchdog.py": IMPURE | {"lxml"},
     "_dedup.py": IMPURE | {"lxml"},
+    "_resync.py": IMPURE | {"lxml", "nfmp_client._codec"},
     "testing/_model.py": IMPURE - {"threading"} | {"lxml", "stomp"},
 }
 

@@ -1,0 +1,234 @@
+"""Nokia's resync rules as pure logic: given what happened, is a resync needed, and why.
+
+Seed document 002 and nfmp-jms-facts.md section 5 give the rules. An OSS must retrieve the current state again
+(alarms over ``findFaults``, inventory over ``find``) when:
+
+* it has no baseline yet (its first start, or its state was lost): :attr:`ResyncReason.INITIAL`;
+* the subscription it stored events under is not the one it has now (another topic, selector or durability:
+  the broker silently drops the backlog of a durable subscription re-created with another selector):
+  :attr:`ResyncReason.SUBSCRIPTION_CHANGED`;
+* a resync it started never completed (the process died during it): :attr:`ResyncReason.INCOMPLETE`;
+* the server says events were lost (JmsMissedEvents: the durable subscription was removed while the client
+  was away, or its queue overflowed while connected): :attr:`ResyncReason.MISSED_EVENTS`;
+* the server restarted (``sysStartTime`` or ``jmsStartTime`` in SystemInfoEvent changed):
+  :attr:`ResyncReason.SERVER_RESTARTED`;
+* the active server changed (``sysPrimaryIp`` changed): :attr:`ResyncReason.SWITCHOVER`;
+* the subscription is not durable and the client was disconnected (nothing was kept for it), or the process
+  restarted: :attr:`ResyncReason.SUBSCRIPTION_NOT_DURABLE`;
+* after a reconnect, no SystemInfoEvent came within the configured window, so none of the above can be
+  ruled out: :attr:`ResyncReason.SERVER_STATE_UNKNOWN` (configurable).
+
+A durable subscription that reconnects with no JmsMissedEvents and an unchanged SystemInfoEvent needs no
+resync: the server kept the events, and the backlog drains.
+
+:class:`ResyncRules` holds no thread, clock or I/O: the client feeds it what happened and persists the
+:class:`~nfmp_client.Baseline` it keeps up to date. Every rule is a plain-value test.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import final
+
+import attrs
+from attrs import field, frozen
+
+from ._state import Baseline
+
+__all__ = ["ResyncReason", "ResyncRules", "Subscription", "Trigger"]
+
+
+class ResyncReason(enum.Enum):
+    """Why a resync is needed."""
+
+    INITIAL = "initial"
+    """No baseline: the first start of this client id (or its state was removed)."""
+    SUBSCRIPTION_CHANGED = "subscription-changed"
+    """The topic, selector or durability differs from the last run: the stored events were for another
+    subscription (a broker drops a durable subscription's backlog when it is re-created differently)."""
+    INCOMPLETE = "incomplete"
+    """A resync was requested in an earlier run and never completed."""
+    MISSED_EVENTS = "missed-events"
+    """The server sent JmsMissedEvents: events for this client were discarded."""
+    SERVER_RESTARTED = "server-restarted"
+    """``sysStartTime`` or ``jmsStartTime`` changed: the server (or its JMS server) restarted."""
+    SWITCHOVER = "switchover"
+    """``sysPrimaryIp`` changed: the standby became the primary (an activity switch)."""
+    SUBSCRIPTION_NOT_DURABLE = "subscription-not-durable"
+    """A non-durable subscription was interrupted (a disconnect or a restart): what was sent meanwhile is
+    gone."""
+    SERVER_STATE_UNKNOWN = "server-state-unknown"
+    """Connected, but no SystemInfoEvent arrived in time: a restart or a switchover cannot be ruled out."""
+    HOLD_OVERFLOW = "hold-overflow"
+    """Too many events arrived during a resync to be held for replay: the resync starts over."""
+
+
+@frozen(kw_only=True)
+class Trigger:
+    """A resync is needed: the reason and what shows it."""
+
+    reason: ResyncReason
+    """The reason."""
+    evidence: Mapping[str, str] = field(factory=dict)
+    """What shows it, as readable values: e.g. ``{"old_sys_start_time": ..., "new_sys_start_time": ...}``."""
+
+
+@frozen(kw_only=True)
+class Subscription:
+    """The subscription a client has now: what a baseline is compared with."""
+
+    client_id: str
+    """The OSS client id."""
+    topic: str
+    """The topic."""
+    selector: str
+    """The selector."""
+    durable: bool
+    """Whether it is durable."""
+    subscription_name: str | None = None
+    """The durable subscription's name."""
+
+
+_COMPARED = ("topic", "selector", "durable", "subscription_name")
+
+
+@final
+class ResyncRules:
+    """Decides, event by event, whether a resync is needed. Not thread-safe: one owner.
+
+    Call :meth:`start` once, then :meth:`connected` after each (re)subscription, :meth:`system_info` for each
+    SystemInfoEvent, :meth:`missed_events` for each JmsMissedEvents and :meth:`system_info_overdue` when the
+    window for a SystemInfoEvent after a connect ran out. Each returns the trigger, if the event calls for a
+    resync. :attr:`baseline` is what to persist (it changes when the server's identity does).
+    """
+
+    def __init__(self, subscription: Subscription, baseline: Baseline | None) -> None:
+        """Judge *subscription* against *baseline*, the one saved by an earlier run (None: none)."""
+        self._subscription = subscription
+        self._stored = baseline
+        self._baseline = self._fresh(baseline)
+        self._connections = 0
+        self._awaiting_system_info = False
+
+    @property
+    def baseline(self) -> Baseline:
+        """The baseline to persist: this subscription and the server identity seen last."""
+        return self._baseline
+
+    @property
+    def awaiting_system_info(self) -> bool:
+        """Whether a SystemInfoEvent is expected (connected, and none seen since)."""
+        return self._awaiting_system_info
+
+    def start(self) -> Trigger | None:
+        """Judge the baseline of the last run, as the process starts."""
+        stored = self._stored
+        if stored is None:
+            return Trigger(reason=ResyncReason.INITIAL)
+        changed = {
+            name: (getattr(stored, name), getattr(self._subscription, name))
+            for name in _COMPARED
+            if getattr(stored, name) != getattr(self._subscription, name)
+        }
+        if changed:
+            evidence = {}
+            for name, (old, new) in changed.items():
+                evidence[f"old_{name}"], evidence[f"new_{name}"] = str(old), str(new)
+            return Trigger(reason=ResyncReason.SUBSCRIPTION_CHANGED, evidence=evidence)
+        if stored.resync_epoch and not stored.in_sync:
+            return Trigger(
+                reason=ResyncReason.INCOMPLETE, evidence={"resync_epoch": str(stored.resync_epoch)}
+            )
+        if not self._subscription.durable:
+            return Trigger(
+                reason=ResyncReason.SUBSCRIPTION_NOT_DURABLE,
+                evidence={"interruption": "the client process restarted"},
+            )
+        return None
+
+    def connected(self, server: str) -> Trigger | None:
+        """Record a (re)subscription on *server*; after the first of this run, it is a reconnection."""
+        self._connections += 1
+        self._awaiting_system_info = True
+        self._baseline = attrs.evolve(self._baseline, server=server)
+        if self._connections > 1 and not self._subscription.durable:
+            return Trigger(
+                reason=ResyncReason.SUBSCRIPTION_NOT_DURABLE, evidence={"interruption": "a reconnection"}
+            )
+        return None
+
+    def system_info(
+        self, *, sys_start_time: str | None, jms_start_time: str | None, primary_ip: str | None
+    ) -> Trigger | None:
+        """Compare the identity in a SystemInfoEvent with the baseline's, then keep it."""
+        self._awaiting_system_info = False
+        old = self._baseline
+        new = attrs.evolve(
+            old,
+            sys_start_time=sys_start_time if sys_start_time is not None else old.sys_start_time,
+            jms_start_time=jms_start_time if jms_start_time is not None else old.jms_start_time,
+            primary_ip=primary_ip if primary_ip is not None else old.primary_ip,
+        )
+        self._baseline = new
+        if old.in_sync and (old.sys_start_time, old.jms_start_time, old.primary_ip) == (None, None, None):
+            # The last resync completed before any SystemInfoEvent was seen: whether the server restarted
+            # since cannot be told, so the copy cannot be trusted against this identity.
+            return Trigger(
+                reason=ResyncReason.SERVER_STATE_UNKNOWN,
+                evidence={"detail": "the last resync completed before the server's identity was known"},
+            )
+        evidence: dict[str, str] = {}
+        for name in ("primary_ip", "sys_start_time", "jms_start_time"):
+            before, after = getattr(old, name), getattr(new, name)
+            if before is not None and before != after:
+                evidence[f"old_{name}"], evidence[f"new_{name}"] = before, after
+        if "old_primary_ip" in evidence:
+            return Trigger(reason=ResyncReason.SWITCHOVER, evidence=evidence)
+        if evidence:
+            return Trigger(reason=ResyncReason.SERVER_RESTARTED, evidence=evidence)
+        return None
+
+    def missed_events(self, attributes: Mapping[str, object]) -> Trigger:
+        """Judge a JmsMissedEvents: always a resync."""
+        return Trigger(
+            reason=ResyncReason.MISSED_EVENTS,
+            evidence={name: str(value) for name, value in attributes.items() if isinstance(value, str)},
+        )
+
+    def system_info_overdue(self, window: float) -> Trigger | None:
+        """Judge the absence of a SystemInfoEvent *window* seconds after the last connection."""
+        if not self._awaiting_system_info:
+            return None
+        self._awaiting_system_info = False
+        return Trigger(
+            reason=ResyncReason.SERVER_STATE_UNKNOWN,
+            evidence={"window": f"{window:g} s", "server": self._baseline.server or ""},
+        )
+
+    def requested(self, epoch: int) -> None:
+        """Record that the resync of *epoch* was requested: not in sync until :meth:`completed`."""
+        self._baseline = attrs.evolve(self._baseline, resync_epoch=epoch, in_sync=False)
+
+    def completed(self, epoch: int) -> None:
+        """Record that the resync of *epoch* completed (an older epoch's completion changes nothing)."""
+        if epoch == self._baseline.resync_epoch:
+            self._baseline = attrs.evolve(self._baseline, in_sync=True)
+
+    def _fresh(self, stored: Baseline | None) -> Baseline:
+        # The subscription of this run; the server identity and epoch carried over from the stored baseline.
+        subscription = self._subscription
+        return Baseline(
+            client_id=subscription.client_id,
+            topic=subscription.topic,
+            selector=subscription.selector,
+            durable=subscription.durable,
+            subscription_name=subscription.subscription_name,
+            sys_start_time=stored.sys_start_time if stored else None,
+            jms_start_time=stored.jms_start_time if stored else None,
+            primary_ip=stored.primary_ip if stored else None,
+            server=stored.server if stored else None,
+            resync_epoch=stored.resync_epoch if stored else 0,
+            in_sync=stored.in_sync if stored else False,
+            last_event_at=stored.last_event_at if stored else None,
+        )

@@ -1,0 +1,327 @@
+"""ResyncRules: each of Nokia's rules, and a state machine over random histories against a model of loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from nfmp_client import Baseline, ResyncReason, ResyncRules, Subscription, Trigger
+
+SUB = Subscription(
+    client_id="oss1@1", topic="5620-SAM-topic-xml", selector="ALA_clientId in ('oss1@1','')", durable=True
+)
+IDENTITY = {"sys_start_time": "1000", "jms_start_time": "1001", "primary_ip": "192.0.2.10"}
+
+
+def stored(**overrides: object) -> Baseline:
+    values: dict[str, object] = {
+        "client_id": SUB.client_id,
+        "topic": SUB.topic,
+        "selector": SUB.selector,
+        "durable": SUB.durable,
+        "sys_start_time": "1000",
+        "jms_start_time": "1001",
+        "primary_ip": "192.0.2.10",
+        "resync_epoch": 3,
+        "in_sync": True,
+    }
+    values.update(overrides)
+    return Baseline(**values)  # type: ignore[arg-type]
+
+
+def reconnected(rules: ResyncRules, **identity: str | None) -> list[ResyncReason]:
+    """Connect, then a SystemInfoEvent with *identity* (the baseline's by default): the reasons raised."""
+    reasons = []
+    for trigger in (
+        rules.connected("a:61613"),
+        rules.system_info(**{**IDENTITY, **identity}),
+    ):
+        if trigger is not None:
+            reasons.append(trigger.reason)
+    return reasons
+
+
+class TestRules:
+    def test_first_start(self) -> None:
+        """No baseline: INITIAL."""
+        trigger = ResyncRules(SUB, None).start()
+        assert trigger is not None
+        assert trigger.reason is ResyncReason.INITIAL
+
+    def test_durable_reconnect_same_server_needs_nothing(self) -> None:
+        """Durable, same sysStartTime/jmsStartTime/primary IP, no JmsMissedEvents: keep going."""
+        rules = ResyncRules(SUB, stored())
+        assert rules.start() is None
+        assert reconnected(rules) == []
+        assert reconnected(rules) == []  # a later reconnection too
+
+    @pytest.mark.parametrize("name", ["sys_start_time", "jms_start_time"])
+    def test_server_restarted(self, name: str) -> None:
+        """sysStartTime or jmsStartTime changed: SERVER_RESTARTED, with old and new values."""
+        rules = ResyncRules(SUB, stored())
+        rules.start()
+        rules.connected("a:61613")
+        trigger = rules.system_info(**{**IDENTITY, name: "2000"})
+
+        assert trigger is not None
+        assert trigger.reason is ResyncReason.SERVER_RESTARTED
+        assert trigger.evidence == {f"old_{name}": IDENTITY[name], f"new_{name}": "2000"}
+        assert getattr(rules.baseline, name) == "2000"  # the new identity is the baseline from now on
+        assert reconnected(rules, **{name: "2000"}) == []
+
+    def test_switchover(self) -> None:
+        """The primary IP changed (usually with jmsStartTime): SWITCHOVER."""
+        rules = ResyncRules(SUB, stored())
+        rules.start()
+        rules.connected("b:61613")
+        trigger = rules.system_info(sys_start_time="1000", jms_start_time="3000", primary_ip="192.0.2.11")
+
+        assert trigger is not None
+        assert trigger.reason is ResyncReason.SWITCHOVER
+        assert trigger.evidence["new_primary_ip"] == "192.0.2.11"
+        assert trigger.evidence["new_jms_start_time"] == "3000"
+
+    def test_missed_events(self) -> None:
+        """JmsMissedEvents, connected or on reconnect: MISSED_EVENTS."""
+        trigger = ResyncRules(SUB, stored()).missed_events({"clientId": "oss1@1", "nested": (("a", "b"),)})
+        assert trigger.reason is ResyncReason.MISSED_EVENTS
+        assert trigger.evidence == {"clientId": "oss1@1"}
+
+    def test_non_durable_reconnect(self) -> None:
+        """Non-durable: the first connection of a run is fine after INITIAL; every reconnection is not."""
+        sub = attrs.evolve(SUB, durable=False)
+        rules = ResyncRules(sub, None)
+        assert rules.start() is not None
+        assert reconnected(rules) == []
+        assert reconnected(rules) == [ResyncReason.SUBSCRIPTION_NOT_DURABLE]
+
+    def test_non_durable_process_restart(self) -> None:
+        """Non-durable and the process restarted: what was sent meanwhile is gone."""
+        sub = attrs.evolve(SUB, durable=False)
+        trigger = ResyncRules(sub, stored(durable=False)).start()
+        assert trigger is not None
+        assert trigger.reason is ResyncReason.SUBSCRIPTION_NOT_DURABLE
+
+    @pytest.mark.parametrize(
+        ("change", "field"),
+        [
+            ({"selector": "ALA_clientId in ('oss1@1','') AND x = 1"}, "selector"),
+            ({"topic": "5620-SAM-topic-xml-fault"}, "topic"),
+            ({"durable": False}, "durable"),
+            ({"subscription_name": "other"}, "subscription_name"),
+        ],
+    )
+    def test_subscription_changed(self, change: dict[str, Any], field: str) -> None:
+        """Another topic, selector, durability or name than last run: SUBSCRIPTION_CHANGED, both values."""
+        trigger = ResyncRules(attrs.evolve(SUB, **change), stored()).start()
+
+        assert trigger is not None
+        assert trigger.reason is ResyncReason.SUBSCRIPTION_CHANGED
+        assert trigger.evidence[f"new_{field}"] == str(change[field])
+
+    def test_incomplete_resync_of_the_last_run(self) -> None:
+        """The process died during a resync: INCOMPLETE."""
+        trigger = ResyncRules(SUB, stored(in_sync=False)).start()
+        assert trigger is not None
+        assert trigger.reason is ResyncReason.INCOMPLETE
+        assert trigger.evidence == {"resync_epoch": "3"}
+
+    def test_no_system_info_in_time(self) -> None:
+        """Connected, no SystemInfoEvent within the window: SERVER_STATE_UNKNOWN, once."""
+        rules = ResyncRules(SUB, stored())
+        rules.start()
+        rules.connected("a:61613")
+
+        trigger = rules.system_info_overdue(5.0)
+        assert trigger is not None
+        assert trigger.reason is ResyncReason.SERVER_STATE_UNKNOWN
+        assert rules.system_info_overdue(5.0) is None  # once per connection
+        rules.connected("a:61613")
+        assert rules.system_info(**IDENTITY) is None
+        assert rules.system_info_overdue(5.0) is None  # it came: nothing overdue
+
+    def test_epochs_in_the_baseline(self) -> None:
+        """requested/completed keep the epoch and in_sync; an old epoch's completion is ignored."""
+        rules = ResyncRules(SUB, stored())
+        rules.requested(4)
+        assert (rules.baseline.resync_epoch, rules.baseline.in_sync) == (4, False)
+        rules.completed(3)
+        assert rules.baseline.in_sync is False
+        rules.completed(4)
+        assert rules.baseline.in_sync is True
+
+    def test_the_baseline_carries_the_identity_over(self) -> None:
+        """A new run keeps the stored server identity and epoch, with this run's subscription."""
+        rules = ResyncRules(attrs.evolve(SUB, selector="new"), stored())
+        assert rules.baseline.selector == "new"
+        assert rules.baseline.sys_start_time == "1000"
+        assert rules.baseline.resync_epoch == 3
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+
+class World(RuleBasedStateMachine):
+    """An NFM-P server, its broker and one OSS process, driven at random.
+
+    The model knows the truth: whether events for the client may have been lost (or whether what the OSS
+    holds can no longer be trusted) since its last completed resync. The rules never see it; they see what a
+    client sees (SystemInfoEvent, JmsMissedEvents, connections). Checked: a resync is requested exactly when
+    the truth calls for one (never missed, never for nothing), once the client is connected and has heard the
+    server's identity.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.durable = True
+        self.selector = "s1"
+        self.identity = {"sys_start_time": "1", "jms_start_time": "1", "primary_ip": "10.0.0.1"}
+        self.stored: Baseline | None = None  # what the OSS persisted
+        self.server_subscription = False  # the broker keeps a (durable) subscription for the client
+        self.running = False
+        self.connected = False
+        self.settled = False  # connected and the SystemInfoEvent (or its absence) has been judged
+        self.decider: ResyncRules | None = None
+        self.lost = True  # the truth: the OSS's copy cannot be trusted (nothing known yet)
+        self.requested = False  # a resync is pending (requested, not completed)
+        self.epoch = 0
+        self.loss_pending_notice = False  # JmsMissedEvents due on the next subscription
+        self.synced_blind = False  # the last resync completed before the client knew the server's identity
+
+    # -- helpers
+
+    def judge(self, trigger: Trigger | None) -> None:
+        if trigger is None:
+            return
+        # A changed identity is a resync even if the application happened to resync since (it could not
+        # know: the SystemInfoEvent that would have told the rules did not come).
+        identity_news = trigger.reason in (ResyncReason.SERVER_RESTARTED, ResyncReason.SWITCHOVER)
+        # Likewise when the last resync completed before any identity was known (the server may have
+        # restarted after it).
+        blind = trigger.reason is ResyncReason.SERVER_STATE_UNKNOWN and self.synced_blind
+        assert self.lost or identity_news or blind, f"a resync was requested for nothing: {trigger}"
+        self.lost = True  # requested: the copy is not to be trusted until the resync completes
+        if not self.requested:
+            self.epoch += 1
+            assert self.decider is not None
+            self.decider.requested(self.epoch)
+            self.requested = True
+        self.persist()
+
+    def persist(self) -> None:
+        assert self.decider is not None
+        self.stored = self.decider.baseline
+
+    def subscription(self) -> Subscription:
+        return Subscription(client_id="oss@1", topic="t", selector=self.selector, durable=self.durable)
+
+    # -- the OSS process
+
+    @precondition(lambda self: not self.running)
+    @rule(durable=st.booleans(), new_selector=st.sampled_from([False, False, False, True]))
+    def start_process(self, durable: bool, new_selector: bool) -> None:
+        """The OSS starts, perhaps configured differently than last time."""
+        if new_selector:
+            self.selector += "'"
+        changed = self.stored is not None and (
+            self.stored.durable != durable or self.stored.selector != self.selector
+        )
+        if changed or not durable:
+            self.lost = True  # the broker dropped the backlog, or nothing was kept for a non-durable client
+            self.server_subscription = False
+        self.durable = durable
+        self.running = True
+        self.requested = False
+        self.decider = ResyncRules(self.subscription(), self.stored)
+        self.judge(self.decider.start())
+        self.persist()
+
+    @precondition(lambda self: self.running)
+    @rule()
+    def crash(self) -> None:
+        """kill -9: what was persisted stays."""
+        self.running = self.connected = self.settled = False
+        if not self.durable:
+            self.lost = True
+            self.server_subscription = False
+
+    @precondition(lambda self: self.running and not self.connected)
+    @rule(system_info=st.booleans())
+    def connect(self, system_info: bool) -> None:
+        """The client (re)subscribes; the server sends SystemInfoEvent (or, sometimes, does not)."""
+        assert self.decider is not None
+        self.server_subscription = self.durable
+        self.connected = True
+        self.judge(self.decider.connected("broker:61613"))
+        if self.loss_pending_notice:
+            self.loss_pending_notice = False
+            self.judge(self.decider.missed_events({}))
+        if system_info:
+            self.judge(self.decider.system_info(**self.identity))
+        else:
+            self.lost = True  # a restart or a switchover can no longer be ruled out
+            self.judge(self.decider.system_info_overdue(5.0))
+        self.persist()
+        self.settled = True
+
+    @precondition(lambda self: self.connected)
+    @rule()
+    def disconnect(self) -> None:
+        """The link drops (the durable subscription stays on the server)."""
+        self.connected = self.settled = False
+        if not self.durable:
+            self.lost = True
+            self.server_subscription = False
+
+    # -- the server
+
+    @rule(change=st.sampled_from(["restart", "switchover", "remove", "overflow"]))
+    def server(self, change: str) -> None:
+        """Something happens on the server side (one rule, so that it is not drawn four times as often)."""
+        if change == "restart":  # sysStartTime and jmsStartTime change; clients are dropped
+            self.identity = {**self.identity, "sys_start_time": self.identity["sys_start_time"] + "1"}
+            self.identity["jms_start_time"] += "1"
+            self.lost = True
+            self.connected = self.settled = False
+        elif change == "switchover":  # the standby becomes the primary; clients are dropped
+            self.identity = {**self.identity, "primary_ip": self.identity["primary_ip"] + "0"}
+            self.identity["jms_start_time"] += "2"
+            self.lost = True
+            self.connected = self.settled = False
+        elif change == "remove" and self.server_subscription and not self.connected:
+            # An administrator removes the durable subscription while the client is away.
+            self.server_subscription = False
+            self.lost = True
+            self.loss_pending_notice = True
+        elif change == "overflow" and self.settled:
+            # The server discards events for a slow client and says so while connected.
+            assert self.decider is not None
+            self.lost = True
+            self.judge(self.decider.missed_events({}))
+            self.persist()
+
+    # -- the application
+
+    @precondition(lambda self: self.settled and self.requested)
+    @rule()
+    def complete_resync(self) -> None:
+        """The application rebuilt its copy from the XML API: in sync from here on."""
+        assert self.decider is not None
+        self.synced_blind = self.decider.baseline.sys_start_time is None
+        self.decider.completed(self.epoch)
+        self.persist()
+        self.requested = False
+        self.lost = False
+
+    @invariant()
+    def never_a_missed_resync(self) -> None:
+        if self.settled:
+            assert not self.lost or self.requested, "events may be lost and no resync was requested"
+
+
+TestWorld = World.TestCase
+TestWorld.settings = settings(max_examples=1000, stateful_step_count=30, deadline=None)
