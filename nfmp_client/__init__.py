@@ -62,8 +62,10 @@ from ._exceptions import (
 )
 from ._public import claim_public_names as _claim_public_names
 from ._resync import (
+    Due as Due,
     ResyncReason as ResyncReason,
     ResyncRules as ResyncRules,
+    ResyncSchedule as ResyncSchedule,
     Subscription as Subscription,
     Trigger as Trigger,
 )
@@ -127,6 +129,7 @@ __all__ = [
     "ConnectionRestored",
     "ConnectionState",
     "DataEvent",
+    "Due",
     "EncodedMessage",
     "Event",
     "EventCodec",
@@ -150,6 +153,7 @@ __all__ = [
     "ReceivedRequest",
     "ResyncReason",
     "ResyncRules",
+    "ResyncSchedule",
     "RetryPolicy",
     "StateError",
     "StateFileCorrupt",

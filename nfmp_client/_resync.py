@@ -36,11 +36,15 @@ from attrs import field, frozen
 
 from ._state import Baseline
 
-__all__ = ["ResyncReason", "ResyncRules", "Subscription", "Trigger"]
+__all__ = ["Due", "ResyncReason", "ResyncRules", "ResyncSchedule", "Subscription", "Trigger"]
 
 
 class ResyncReason(enum.Enum):
-    """Why a resync is needed."""
+    """Why a resync is needed, the most fundamental first.
+
+    A coalesced request is named after the first of its reasons in this order (a switchover explains the
+    missed events that come with it).
+    """
 
     INITIAL = "initial"
     """No baseline: the first start of this client id (or its state was removed)."""
@@ -49,12 +53,12 @@ class ResyncReason(enum.Enum):
     subscription (a broker drops a durable subscription's backlog when it is re-created differently)."""
     INCOMPLETE = "incomplete"
     """A resync was requested in an earlier run and never completed."""
-    MISSED_EVENTS = "missed-events"
-    """The server sent JmsMissedEvents: events for this client were discarded."""
-    SERVER_RESTARTED = "server-restarted"
-    """``sysStartTime`` or ``jmsStartTime`` changed: the server (or its JMS server) restarted."""
     SWITCHOVER = "switchover"
     """``sysPrimaryIp`` changed: the standby became the primary (an activity switch)."""
+    SERVER_RESTARTED = "server-restarted"
+    """``sysStartTime`` or ``jmsStartTime`` changed: the server (or its JMS server) restarted."""
+    MISSED_EVENTS = "missed-events"
+    """The server sent JmsMissedEvents: events for this client were discarded."""
     SUBSCRIPTION_NOT_DURABLE = "subscription-not-durable"
     """A non-durable subscription was interrupted (a disconnect or a restart): what was sent meanwhile is
     gone."""
@@ -232,3 +236,103 @@ class ResyncRules:
             in_sync=stored.in_sync if stored else False,
             last_event_at=stored.last_event_at if stored else None,
         )
+
+
+_PRECEDENCE = {reason: index for index, reason in enumerate(ResyncReason)}
+
+
+@frozen(kw_only=True)
+class Due:
+    """A resync to request now: the coalesced triggers, under a new epoch."""
+
+    epoch: int
+    """The new request's epoch (one more than the last)."""
+    reason: ResyncReason
+    """The main reason (the first in :class:`ResyncReason`'s order among those coalesced)."""
+    reasons: frozenset[ResyncReason]
+    """Every reason coalesced into this request."""
+    evidence: Mapping[str, str]
+    """The evidence of every trigger, merged (a later trigger's value wins on a clash)."""
+    aborts: int | None = None
+    """The epoch of the outstanding request this one replaces (it is aborted), if any."""
+
+
+@final
+class ResyncSchedule:
+    """When to request a resync: coalescing, a minimum interval, epochs, and what is outstanding.
+
+    Triggers that come close together (a reconnection's SystemInfoEvent, JmsMissedEvents and a restart all at
+    once) become one request: the first pending trigger waits *coalesce_window* seconds for others. Two
+    requests are at least *min_interval* seconds apart, to spare the server a storm of full retrievals. A
+    trigger while a request is outstanding aborts it: the next request replaces it, with a higher epoch. Pure:
+    times are the caller's monotonic seconds. Not thread-safe: one owner.
+    """
+
+    def __init__(self, *, coalesce_window: float, min_interval: float, last_epoch: int = 0) -> None:
+        """Start after *last_epoch* (the persisted baseline's)."""
+        if coalesce_window < 0 or min_interval < 0:
+            raise ValueError("coalesce_window and min_interval must be >= 0")
+        self._coalesce = coalesce_window
+        self._min_interval = min_interval
+        self._epoch = last_epoch
+        self._pending: list[Trigger] = []
+        self._pending_since: float | None = None
+        self._last_request_at: float | None = None
+        self._outstanding: int | None = None
+
+    @property
+    def outstanding(self) -> int | None:
+        """The epoch of the request the application is working on, or None."""
+        return self._outstanding
+
+    @property
+    def pending(self) -> bool:
+        """Whether triggers wait to become a request."""
+        return bool(self._pending)
+
+    def add(self, trigger: Trigger, now: float) -> None:
+        """Record *trigger* at *now*; it becomes part of the next request."""
+        if not self._pending:
+            self._pending_since = now
+        self._pending.append(trigger)
+
+    def due_at(self) -> float | None:
+        """When the pending triggers become a request (None: nothing pending)."""
+        if self._pending_since is None:
+            return None
+        at = self._pending_since + self._coalesce
+        if self._last_request_at is not None:
+            at = max(at, self._last_request_at + self._min_interval)
+        return at
+
+    def take(self, now: float) -> Due | None:
+        """Return the request due at *now* (and count it as requested), or None if none is due yet."""
+        at = self.due_at()
+        if at is None or now < at:
+            return None
+        reasons = frozenset(t.reason for t in self._pending)
+        evidence: dict[str, str] = {}
+        for trigger in self._pending:
+            evidence.update(trigger.evidence)
+        self._epoch += 1
+        due = Due(
+            epoch=self._epoch,
+            reason=min(reasons, key=_PRECEDENCE.__getitem__),
+            reasons=reasons,
+            evidence=evidence,
+            aborts=self._outstanding,
+        )
+        self._pending, self._pending_since = [], None
+        self._last_request_at = now
+        self._outstanding = self._epoch
+        return due
+
+    def settle(self, epoch: int) -> bool:
+        """Close the request of *epoch* (completed or failed); return whether it was the current one.
+
+        A stale epoch (a request already replaced) changes nothing.
+        """
+        if epoch != self._outstanding:
+            return False
+        self._outstanding = None
+        return True

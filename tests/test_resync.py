@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import attrs
 import pytest
-from hypothesis import settings, strategies as st
+from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from nfmp_client import Baseline, ResyncReason, ResyncRules, Subscription, Trigger
+from nfmp_client import Baseline, ResyncReason, ResyncRules, ResyncSchedule, Subscription, Trigger
 
 SUB = Subscription(
     client_id="oss1@1", topic="5620-SAM-topic-xml", selector="ALA_clientId in ('oss1@1','')", durable=True
@@ -325,3 +326,104 @@ class World(RuleBasedStateMachine):
 
 TestWorld = World.TestCase
 TestWorld.settings = settings(max_examples=1000, stateful_step_count=30, deadline=None)
+
+
+class TestSchedule:
+    def trigger(self, reason: ResyncReason, **evidence: str) -> Trigger:
+        return Trigger(reason=reason, evidence=evidence)
+
+    def test_nothing_pending_nothing_due(self) -> None:
+        """No trigger, no request."""
+        schedule = ResyncSchedule(coalesce_window=1.0, min_interval=10.0)
+        assert schedule.due_at() is None
+        assert schedule.take(100.0) is None
+
+    def test_triggers_in_the_window_coalesce(self) -> None:
+        """Triggers within the window become one request; the main reason is the most fundamental."""
+        schedule = ResyncSchedule(coalesce_window=1.0, min_interval=10.0, last_epoch=4)
+        schedule.add(self.trigger(ResyncReason.MISSED_EVENTS, a="1"), 100.0)
+        schedule.add(self.trigger(ResyncReason.SERVER_RESTARTED, b="2"), 100.5)
+
+        assert schedule.take(100.9) is None  # the window is still open
+        due = schedule.take(101.0)
+        assert due is not None
+        assert due.epoch == 5
+        assert due.reason is ResyncReason.SERVER_RESTARTED
+        assert due.reasons == {ResyncReason.SERVER_RESTARTED, ResyncReason.MISSED_EVENTS}
+        assert due.evidence == {"a": "1", "b": "2"}
+        assert due.aborts is None
+        assert schedule.outstanding == 5
+        assert not schedule.pending
+
+    def test_minimum_interval_between_requests(self) -> None:
+        """A request comes at least min_interval after the previous one; triggers keep coalescing."""
+        schedule = ResyncSchedule(coalesce_window=0.5, min_interval=10.0)
+        schedule.add(self.trigger(ResyncReason.INITIAL), 0.0)
+        first = schedule.take(0.5)
+        assert first is not None
+        schedule.settle(first.epoch)
+        schedule.add(self.trigger(ResyncReason.MISSED_EVENTS), 2.0)
+        schedule.add(self.trigger(ResyncReason.MISSED_EVENTS), 6.0)
+
+        assert schedule.due_at() == 10.5
+        assert schedule.take(10.4) is None
+        second = schedule.take(10.5)
+        assert second is not None
+        assert (second.epoch, second.reasons) == (2, frozenset({ResyncReason.MISSED_EVENTS}))
+
+    def test_a_trigger_during_a_resync_replaces_it(self) -> None:
+        """The next request says which outstanding one it aborts; settling the old one changes nothing."""
+        schedule = ResyncSchedule(coalesce_window=0.0, min_interval=0.0)
+        schedule.add(self.trigger(ResyncReason.INITIAL), 0.0)
+        first = schedule.take(0.0)
+        assert first is not None
+        schedule.add(self.trigger(ResyncReason.SWITCHOVER), 1.0)
+        second = schedule.take(1.0)
+
+        assert second is not None
+        assert second.aborts == first.epoch
+        assert schedule.settle(first.epoch) is False
+        assert schedule.outstanding == second.epoch
+        assert schedule.settle(second.epoch) is True
+        assert schedule.outstanding is None
+
+    @pytest.mark.parametrize(("window", "interval"), [(-1.0, 0.0), (0.0, -1.0)])
+    def test_negative_times_refused(self, window: float, interval: float) -> None:
+        """Negative windows are configuration errors."""
+        with pytest.raises(ValueError, match=">= 0"):
+            ResyncSchedule(coalesce_window=window, min_interval=interval)
+
+    @given(
+        st.lists(
+            st.tuples(st.sampled_from(list(ResyncReason)), st.floats(0, 5, allow_nan=False)),
+            min_size=1,
+            max_size=20,
+        ),
+        st.floats(0, 3, allow_nan=False),
+        st.floats(0, 30, allow_nan=False),
+    )
+    def test_every_trigger_ends_up_in_exactly_one_request(
+        self, triggers: list[tuple[ResyncReason, float]], window: float, interval: float
+    ) -> None:
+        """However triggers and polls interleave, each reason is in a request, epochs rise by one, and two
+        requests are never closer than the minimum interval."""
+        schedule = ResyncSchedule(coalesce_window=window, min_interval=interval)
+        now, requests, seen = 0.0, [], set()
+        for reason, gap in triggers:
+            now += gap
+            schedule.add(self.trigger(reason), now)
+            seen.add(reason)
+            due = schedule.take(now)
+            if due is not None:
+                requests.append((now, due))
+        while schedule.pending:
+            at = schedule.due_at()
+            assert at is not None
+            due = schedule.take(at)
+            assert due is not None
+            requests.append((at, due))
+
+        assert [d.epoch for _, d in requests] == list(range(1, len(requests) + 1))
+        assert set().union(*(d.reasons for _, d in requests)) == seen
+        times = [t for t, _ in requests]
+        assert all(b - a >= interval - 1e-9 for a, b in itertools.pairwise(times))
