@@ -59,6 +59,11 @@ from ._exceptions import (
     ProtocolError as ProtocolError,
     XmlApiError as XmlApiError,
     XmlApiFault as XmlApiFault,
+    XmlApiHttpError as XmlApiHttpError,
+    XmlApiResponseTooLarge as XmlApiResponseTooLarge,
+    XmlApiStandby as XmlApiStandby,
+    XmlApiTimeout as XmlApiTimeout,
+    XmlApiUnavailable as XmlApiUnavailable,
 )
 from ._public import claim_public_names as _claim_public_names
 from ._resync import (
@@ -104,16 +109,25 @@ from ._xmlapi import (
     encode_request as encode_request,
     encode_response as encode_response,
 )
+from ._xmlapi_client import (
+    DEFAULT_MAX_RESPONSE_BYTES as DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_XMLAPI_TIMEOUT as DEFAULT_XMLAPI_TIMEOUT,
+    XMLAPI_PATH as XMLAPI_PATH,
+    XmlApiClient as XmlApiClient,
+)
 
 __all__ = [
     "ACTIVEMQ",
     "ARTEMIS",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TOPIC",
+    "DEFAULT_XMLAPI_TIMEOUT",
     "NFMP_NAMESPACE",
     "SOAP_NAMESPACE",
     "STATE_FORMAT",
     "SYSTEM_OBJECT_TYPES",
+    "XMLAPI_PATH",
     "AlarmStatusChange",
     "AttributeChange",
     "AttributeValue",
@@ -167,11 +181,17 @@ __all__ = [
     "TlsConfig",
     "Trigger",
     "UnknownEvent",
+    "XmlApiClient",
     "XmlApiCredentials",
     "XmlApiError",
     "XmlApiFault",
+    "XmlApiHttpError",
     "XmlApiObject",
     "XmlApiRequest",
+    "XmlApiResponseTooLarge",
+    "XmlApiStandby",
+    "XmlApiTimeout",
+    "XmlApiUnavailable",
     "__version__",
     "build_selector",
     "decode_message",
