@@ -25,7 +25,7 @@ import logging
 import queue
 import threading
 from datetime import datetime, timezone
-from typing import Final, final
+from typing import Final, Union, final
 
 import attrs
 import tenacity
@@ -34,9 +34,11 @@ from attrs import frozen
 from ._clock import Clock, MonotonicClock
 from ._codec import EventCodec
 from ._config import BrokerEndpoint, ClientConfig, TerminatePolicy
+from ._coordinator import ResyncCoordinator, Settled
 from ._dedup import RecentIds
 from ._events import DataEvent, Event, SystemEvent, TerminateClientSession, is_system_event
 from ._exceptions import MalformedMessage, NfmpError
+from ._resync import ResyncRequest
 from ._status import ClientStatistics, ConnectionLost, ConnectionRestored, ConnectionState, LossReason
 from ._transport import AttemptFailed, FrameReceived, Lost, StompTransport
 from ._watchdog import KeepAliveWatchdog
@@ -63,6 +65,10 @@ class _Decoded:
     message_id: str
     ack_id: str
     event: Event | MalformedMessage
+
+
+_Item = Union[_Decoded, Lost, _ReturnToPrimary, Settled, None]
+"""What the supervisor's inbox carries (None: wake up)."""
 
 
 class ClientStopped(NfmpError):
@@ -92,6 +98,15 @@ class Handler:
 
     def on_system_event(self, event: SystemEvent) -> None:
         """Handle a system event: KeepAliveEvent, SystemInfoEvent, JmsMissedEvents, TerminateClientSession."""
+
+    def on_resync_required(self, request: ResyncRequest) -> None:
+        """Rebuild the application's copy from the server's current state (the XML API), because *request*.
+
+        Return when done (the request is then complete) or raise (it failed; another follows). To do it
+        elsewhere, call ``request.defer()`` here, then ``request.complete()`` or ``request.fail()`` from any
+        thread. Meanwhile data events are held, and replayed once it is complete (``HOLD_AND_REPLAY``), or
+        keep coming (``APPLY_LIVE``). The default does nothing, so the request completes at once.
+        """
 
     def on_session_terminated(self, notice: TerminateClientSession) -> None:
         """React to the server ending this client's session (an administrator, or a server-side limit)."""
@@ -127,7 +142,8 @@ class NfmpClient:
         self._handler = handler
         self._clock = clock or MonotonicClock()
         self._codec = EventCodec(max_message_bytes=config.max_message_bytes)
-        self._inbox: queue.SimpleQueue[_Decoded | Lost | _ReturnToPrimary | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._resync = ResyncCoordinator(config, ask=handler.on_resync_required, settle=self._inbox.put)
         self._dedup = RecentIds(config.dedup_window)
         self._watchdog = KeepAliveWatchdog(config.keepalive_timeout)
         self._watch_lock = threading.Lock()
@@ -167,15 +183,35 @@ class NfmpClient:
         """What the client has counted so far (messages, events, duplicates dropped, losses, ...)."""
         return ClientStatistics(**self._counts)
 
+    @property
+    def resync(self) -> ResyncRequest | None:
+        """The resync the application is working on, or None."""
+        return self._resync.request
+
+    @property
+    def resync_epoch(self) -> int:
+        """The epoch of the last resync requested (0: none yet); events carry theirs in the header."""
+        return self._resync.epoch
+
+    @property
+    def in_sync(self) -> bool:
+        """Whether the last resync completed and nothing calls for another: the application's copy holds."""
+        return self._resync.in_sync
+
     def wait_for_state(self, *states: ConnectionState, timeout: float | None = None) -> bool:
         """Wait until the state is one of *states*; return whether it is."""
         with self._state_changed:
             return self._state_changed.wait_for(lambda: self._state in states, timeout)
 
     def start(self) -> None:
-        """Start connecting in the background; returns at once (see :meth:`wait_for_state`)."""
+        """Start connecting in the background; returns at once (see :meth:`wait_for_state`).
+
+        Raises:
+            StateError: The persisted resync baseline cannot be used (corrupt, or another client id's).
+        """
         if self._supervisor is not None and self._supervisor.is_alive():
             return
+        self._resync.begin(self._clock.monotonic())
         self._stopping.clear()
         self._stopped.clear()
         self._failure = None
@@ -234,7 +270,9 @@ class NfmpClient:
         self._inbox.put(None)
         if self._supervisor is not None:
             self._supervisor.join(timeout)
+        self._resync.close()
         transport, self._transport = self._transport, None
+        self._resync.disconnected()
         if transport is not None:
             transport.close(remove_durable=remove_durable)
             if remove_durable:
@@ -296,10 +334,12 @@ class NfmpClient:
             while not self._stopping.is_set():
                 if self._transport is None and not self._connect():
                     return
-                item = self._inbox.get()
+                item = self._next_item()
                 if item is None:
                     continue
-                if isinstance(item, Lost):
+                if isinstance(item, Settled):
+                    self._replay(item)
+                elif isinstance(item, Lost):
                     if item.epoch == self._epoch:
                         self._lose(item.reason, item.detail)
                 elif isinstance(item, _ReturnToPrimary):
@@ -318,8 +358,54 @@ class NfmpClient:
             self._set_state(ConnectionState.STOPPED, "internal error")
             self._stopped.set()
 
+    def _next_item(self) -> _Item:
+        # The next message, or None when it is time for the resync coordinator's next step.
+        while True:
+            wait = self._resync.deadline() - self._clock.monotonic()
+            if wait <= 0:
+                self._tick()
+                continue
+            try:
+                return self._inbox.get(timeout=None if wait == float("inf") else wait)
+            except queue.Empty:
+                self._tick()
+                return None
+
+    def _tick(self) -> None:
+        # The application's on_resync_required may run here, for long: a busy handler, not a silent server.
+        started = self._clock.monotonic()
+        self._busy = True
+        try:
+            self._resync.tick(started)
+        finally:
+            self._busy = False
+            self._credit(started)
+
+    def _replay(self, verdict: Settled) -> None:
+        started = self._clock.monotonic()
+        self._busy = True
+        try:
+            for event in self._resync.settled(verdict, started):
+                if not self._call("on_event", event):
+                    self._resync.replay_failed(self._clock.monotonic())
+                    break
+                self._counts["events"] += 1
+        finally:
+            self._busy = False
+            self._credit(started)
+
+    def _credit(self, busy_since: float) -> None:
+        # Time the supervisor spent in the application's code does not count as the server's silence (but,
+        # unlike a message, it is no sign of life either: the silence before it still counts).
+        with self._watch_lock:
+            now = self._clock.monotonic()
+            last = self._watchdog.last_seen()
+            if last is not None:
+                self._watchdog.observe(last + (now - busy_since))
+
     def _lose(self, reason: LossReason, detail: str) -> None:
         transport, self._transport = self._transport, None
+        self._resync.disconnected()
         with self._watch_lock:
             self._watchdog.stop()
         server = str(transport.server) if transport else ""
@@ -335,11 +421,15 @@ class NfmpClient:
             return
         if not self._stopping.is_set():
             self._set_state(ConnectionState.RECONNECTING, reason.value)
+            # Not at once: a server that just dropped everyone (a restart, a switchover) is spared a stampede,
+            # and one that is removing this client's subscription gets the time to do it.
+            self._sleep(self.config.retry.initial_delay)
 
     def _return_to_primary(self) -> None:
         # A planned move: close the standby connection gracefully (its durable subscription stays) and let
         # the next connect start from the primary, as every connect does.
         transport, self._transport = self._transport, None
+        self._resync.disconnected()
         with self._watch_lock:
             self._watchdog.stop()
         if transport is None:
@@ -390,6 +480,14 @@ class NfmpClient:
             self._call("on_malformed_message", event)
             self._acknowledge(transport, ack_id, message_id)
             return
+        if is_system_event(event):
+            self._resync.observe(event, self._clock.monotonic())  # type: ignore[arg-type]
+        else:
+            admitted = self._resync.admit(event, self._clock.monotonic())  # type: ignore[arg-type]
+            if admitted is None:  # held until the resync completes
+                self._acknowledge(transport, ack_id, message_id)
+                return
+            event = admitted
         if not self._dispatch(event):
             self._redeliver(message_id)
             return
@@ -408,6 +506,7 @@ class NfmpClient:
         count = count + 1 if same == message_id else 1
         self._failing = (message_id, count)
         transport, self._transport = self._transport, None
+        self._resync.disconnected()
         with self._watch_lock:
             self._watchdog.stop()
         if transport is not None:
@@ -450,6 +549,7 @@ class NfmpClient:
         policy = self.config.on_terminate
         log.warning("%s: session terminated by the server; policy %s", self.config.client_id, policy.value)
         transport, self._transport = self._transport, None
+        self._resync.disconnected()
         if transport is not None:
             transport.close()
         self._counts["losses"] += 1
@@ -538,6 +638,7 @@ class NfmpClient:
                 self._watchdog.start(self._clock.monotonic())
             downtime = 0.0 if self._lost_at is None else self._clock.monotonic() - self._lost_at
             self._counts["connections"] += 1
+            self._resync.connected(str(server), self._clock.monotonic())
             self._set_state(ConnectionState.CONNECTED, f"subscribed on {server}")
             self._call(
                 "on_connection_restored",

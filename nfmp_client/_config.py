@@ -28,6 +28,7 @@ __all__ = [
     "BrokerDialect",
     "BrokerEndpoint",
     "ClientConfig",
+    "ResyncMode",
     "RetryPolicy",
     "TerminatePolicy",
     "TlsConfig",
@@ -108,7 +109,7 @@ class RetryPolicy:
     """How the client waits between reconnection attempts: exponential backoff with jitter, capped."""
 
     initial_delay: float = 0.5
-    """Seconds before the first retry."""
+    """Seconds before reconnecting after a lost connection, and before the first retry of a failed attempt."""
     max_delay: float = 30.0
     """The longest wait between two attempts."""
     multiplier: float = 2.0
@@ -147,6 +148,16 @@ class TerminatePolicy(enum.Enum):
     """Reconnect after ``ClientConfig.terminate_reconnect_delay`` seconds."""
     RECONNECT_NOW = "reconnect-now"
     """Reconnect at once, as after any other loss."""
+
+
+class ResyncMode(enum.Enum):
+    """What happens to data events that arrive while the application resyncs."""
+
+    HOLD_AND_REPLAY = "hold-and-replay"
+    """Held in order and handed to ``on_event`` once the resync completed (Nokia's procedure; the default):
+    the application applies them on top of the state it just retrieved."""
+    APPLY_LIVE = "apply-live"
+    """Handed to ``on_event`` at once, during the resync; the application reconciles them itself."""
 
 
 @frozen(kw_only=True)
@@ -267,6 +278,23 @@ class ClientConfig:
     """What to do after a TerminateClientSession."""
     terminate_reconnect_delay: float = field(default=60.0, validator=_positive)
     """Seconds to wait before reconnecting with ``TerminatePolicy.RECONNECT_AFTER_DELAY``."""
+    state_dir: Path | None = field(default=None, converter=attrs.converters.optional(Path))
+    """Where the resync baseline is kept, one file per client id, across restarts of the application;
+    None: ``$XDG_STATE_HOME/nfmp_client`` (``~/.local/state/nfmp_client``)."""
+    resync_mode: ResyncMode = ResyncMode.HOLD_AND_REPLAY
+    """What happens to data events while the application resyncs."""
+    system_info_timeout: float = field(default=30.0, validator=_positive)
+    """Seconds after a (re)connection within which a SystemInfoEvent is expected."""
+    resync_on_unknown_state: bool = True
+    """Request a resync (``SERVER_STATE_UNKNOWN``) when no SystemInfoEvent came in time: a restart or a
+    switchover could not be ruled out. False: only log a warning."""
+    resync_coalesce_window: float = field(default=1.0, validator=attrs.validators.ge(0))
+    """Seconds the first trigger waits for others, so that what comes together becomes one request."""
+    resync_min_interval: float = field(default=10.0, validator=attrs.validators.ge(0))
+    """The least number of seconds between two resync requests (spares the server a storm of retrievals)."""
+    hold_limit: int = field(default=100_000, validator=attrs.validators.ge(1))
+    """Data events held during a resync (``HOLD_AND_REPLAY``); one more starts the resync over
+    (``HOLD_OVERFLOW``) instead of growing memory without bound."""
     prefetch: int = 100
     """Unacknowledged messages the broker may send ahead. A message is acknowledged only once the handler
     returned, so this also bounds the messages waiting for the handler: a slow handler slows the stream down

@@ -109,6 +109,10 @@ class EventHeader:
     stomp_headers: Mapping[str, str] = field(factory=dict, hash=False)
     """The STOMP frame headers exactly as received (``message-id``, ``destination``, ... and the properties).
     Empty for an event that was built, not received."""
+    resync_epoch: int = field(default=0, eq=False)
+    """The resync epoch the event was delivered under (set by :class:`~nfmp_client.NfmpClient`; 0 before any
+    resync, or for an event that was not delivered by a client). An application drops events of an epoch
+    older than the resync it last completed. Not part of the event's equality."""
 
 
 @frozen(kw_only=True)

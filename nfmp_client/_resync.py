@@ -28,7 +28,8 @@ resync: the server kept the events, and the backlog drains.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import final
 
 import attrs
@@ -36,7 +37,7 @@ from attrs import field, frozen
 
 from ._state import Baseline
 
-__all__ = ["Due", "ResyncReason", "ResyncRules", "ResyncSchedule", "Subscription", "Trigger"]
+__all__ = ["Due", "ResyncReason", "ResyncRequest", "ResyncRules", "ResyncSchedule", "Subscription", "Trigger"]
 
 
 class ResyncReason(enum.Enum):
@@ -336,3 +337,83 @@ class ResyncSchedule:
             return False
         self._outstanding = None
         return True
+
+
+@final
+class ResyncRequest:
+    """A resync the application must carry out now: passed to ``Handler.on_resync_required``.
+
+    Finish it in one of three ways:
+
+    * return from ``on_resync_required`` after retrieving the state (the request is then complete), or raise
+      (it failed: a new request follows after ``resync_min_interval``);
+    * call :meth:`defer` in the callback, do the work elsewhere (a worker thread), then :meth:`complete` or
+      :meth:`fail` from any thread.
+
+    With ``ResyncMode.HOLD_AND_REPLAY`` the data events that arrive meanwhile are held and handed to
+    ``on_event`` once it is complete, each tagged with this request's epoch. A newer trigger replaces the
+    request (:attr:`aborted` turns True): stop, a new request comes.
+    """
+
+    def __init__(
+        self,
+        due: Due,
+        *,
+        at: datetime,
+        settle: Callable[[int, bool, str], None],
+        current: Callable[[], int | None],
+    ) -> None:
+        """Wrap *due*; *settle(epoch, ok, why)* reports the outcome, *current()* is the outstanding epoch."""
+        self.reason = due.reason
+        """The main reason."""
+        self.reasons = due.reasons
+        """Every reason coalesced into this request."""
+        self.evidence = due.evidence
+        """What shows it (old and new sysStartTime, the JmsMissedEvents fields, ...)."""
+        self.epoch = due.epoch
+        """This request's epoch: events delivered after it carry it (``event.header.resync_epoch``)."""
+        self.at = at
+        """When it was requested (aware UTC)."""
+        self._settle = settle
+        self._current = current
+        self._deferred = False
+        self._settled = False
+
+    @property
+    def aborted(self) -> bool:
+        """Whether a newer request replaced this one before it was finished."""
+        return not self._settled and self._current() != self.epoch
+
+    @property
+    def deferred(self) -> bool:
+        """Whether :meth:`defer` was called."""
+        return self._deferred
+
+    @property
+    def settled(self) -> bool:
+        """Whether :meth:`complete` or :meth:`fail` was called."""
+        return self._settled
+
+    def defer(self) -> None:
+        """Say that the resync goes on after ``on_resync_required`` returns (then :meth:`complete` it)."""
+        self._deferred = True
+
+    def complete(self) -> None:
+        """Say that the application's copy is rebuilt (from any thread); held events are then replayed."""
+        self._finish(True, "")
+
+    def fail(self, why: str | BaseException) -> None:
+        """Say that the resync could not be done (from any thread); a new request follows."""
+        self._finish(False, str(why) or type(why).__name__)
+
+    def _finish(self, ok: bool, why: str) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        self._settle(self.epoch, ok, why)
+
+    def __repr__(self) -> str:
+        """Show the epoch, the reasons and the state."""
+        state = "settled" if self._settled else "aborted" if self.aborted else "open"
+        reasons = ",".join(sorted(r.value for r in self.reasons))
+        return f"<ResyncRequest #{self.epoch} {self.reason.value} ({reasons}) {state}>"

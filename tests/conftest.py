@@ -25,6 +25,20 @@ from nfmp_client.testing import ActiveMQAdmin, SimulatedServer
 # ======================================================================================================
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Clients keep their resync baselines under $XDG_STATE_HOME: a test session uses its own."""
+    saved = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state-home"))
+    yield
+    if saved is None:
+        del os.environ["XDG_STATE_HOME"]
+    else:
+        os.environ["XDG_STATE_HOME"] = saved
+
+
 BROKER_SCRIPT = REPO_ROOT / "scripts" / "broker"
 BROKER_HOST = "127.0.0.1"
 BROKER_START_TIMEOUT = 300.0  # seconds; includes a first-time `apt-get install activemq` (about 30 s)

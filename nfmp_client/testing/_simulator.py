@@ -568,6 +568,9 @@ class SimulatedServer:
                         raise SimulatorError(
                             f"cannot remove the durable subscription {name!r} of {client_id}: {exc}"
                         ) from exc
+                    # NFM-P removes it server-side at once; here a client that reconnected meanwhile holds it
+                    # in use again: drop that connection too, then retry.
+                    self._admin_call(admin.close_connection, client_id)
                     time.sleep(0.1)
             with self._lock:
                 self._durable.pop((client_id, name), None)

@@ -1,0 +1,317 @@
+"""The resync coordinator: the rules, the schedule and the persisted baseline, run by the client's supervisor.
+
+Data flows one way: the client hands it what happened (a connection, a system event, a data event, the time,
+the application's verdict on a request); it decides (``_resync``), keeps the baseline on disk (``_state``),
+asks the application for a resync through the handler, and tells the client which data events to deliver now
+and which were held. It owns no thread: every method runs on the supervisor thread, except that the
+application may settle a request from any thread (that only enqueues a message for the supervisor).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Final, final
+
+import attrs
+from attrs import frozen
+
+from ._config import ClientConfig, ResyncMode
+from ._events import DataEvent, JmsMissedEvents, SystemEvent, SystemInfoEvent
+from ._resync import Due, ResyncReason, ResyncRequest, ResyncRules, ResyncSchedule, Subscription, Trigger
+from ._state import Baseline, StateError, StateStore
+
+__all__ = ["ResyncCoordinator", "Settled", "default_state_dir"]
+
+log = logging.getLogger("nfmp_client.resync")
+
+_NO_DEADLINE: Final = float("inf")
+
+
+def default_state_dir() -> Path:
+    """Return ``$XDG_STATE_HOME/nfmp_client``, or ``~/.local/state/nfmp_client``."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "nfmp_client"
+
+
+@frozen
+class Settled:
+    """The application finished the request of *epoch*: *ok*, or failed because *why*."""
+
+    epoch: int
+    ok: bool
+    why: str
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _tagged(event: DataEvent, epoch: int) -> DataEvent:
+    if event.header.resync_epoch == epoch:
+        return event
+    return attrs.evolve(event, header=attrs.evolve(event.header, resync_epoch=epoch))
+
+
+@final
+class ResyncCoordinator:
+    """Decides when the application must resync, asks it, and holds data events meanwhile."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        ask: Callable[[ResyncRequest], None],
+        settle: Callable[[Settled], None],
+    ) -> None:
+        """Prepare; nothing is read before :meth:`begin`.
+
+        Args:
+            config: The client configuration.
+            ask: The handler's ``on_resync_required`` (it may raise: the request then failed).
+            settle: Receives the application's verdicts (thread-safe: the client's inbox).
+        """
+        self._config = config
+        self._ask_handler = ask
+        self._settle = settle
+        self._store = StateStore(config.state_dir or default_state_dir())
+        self._subscription = Subscription(
+            client_id=config.client_id,
+            topic=config.topic,
+            selector=config.selector,
+            durable=config.durable,
+            subscription_name=config.durable_name,
+        )
+        self._rules = ResyncRules(self._subscription, None)
+        self._schedule = ResyncSchedule(
+            coalesce_window=config.resync_coalesce_window, min_interval=config.resync_min_interval
+        )
+        self._request: ResyncRequest | None = None
+        self._holding = False  # from a request until a resync completes (a failed one keeps holding)
+        self._held: list[DataEvent] = []
+        self._system_info_due = _NO_DEADLINE
+        self._connected = False
+        self._saved: Baseline | None = None  # the baseline last written (saved_at aside)
+
+    # ------------------------------------------------------------------------------------------ reading
+
+    @property
+    def request(self) -> ResyncRequest | None:
+        """The request the application is working on, or None."""
+        return self._request
+
+    @property
+    def epoch(self) -> int:
+        """The epoch of the last resync requested (0: none yet)."""
+        return self._rules.baseline.resync_epoch
+
+    @property
+    def in_sync(self) -> bool:
+        """Whether the last requested resync completed and nothing calls for another yet."""
+        return self._rules.baseline.in_sync and self._request is None and not self._schedule.pending
+
+    @property
+    def held(self) -> int:
+        """Data events held for replay now."""
+        return len(self._held)
+
+    @property
+    def state_file(self) -> Path:
+        """The file the baseline is kept in."""
+        return self._store.path_for(self._config.client_id)
+
+    # ------------------------------------------------------------------------------------------ inputs
+
+    def begin(self, now: float) -> None:
+        """Load the last run's baseline and judge it (the process starts).
+
+        Raises:
+            StateError: The state file exists but cannot be used (corrupt, another client id's, unreadable).
+        """
+        baseline = self._store.load(self._config.client_id)
+        self._rules = ResyncRules(self._subscription, baseline)
+        self._schedule = ResyncSchedule(
+            coalesce_window=self._config.resync_coalesce_window,
+            min_interval=self._config.resync_min_interval,
+            last_epoch=baseline.resync_epoch if baseline else 0,
+        )
+        self._request, self._holding, self._held = None, False, []
+        self._trigger(self._rules.start(), now)
+        self._persist()
+
+    def connected(self, server: str, now: float) -> None:
+        """Record a (re)subscription; a SystemInfoEvent is now expected."""
+        self._connected = True
+        self._system_info_due = now + self._config.system_info_timeout
+        self._trigger(self._rules.connected(server), now)
+        self._persist()
+
+    def disconnected(self) -> None:
+        """Record that the connection is gone (no request is made until the next one is up)."""
+        self._connected = False
+        self._system_info_due = _NO_DEADLINE
+
+    def observe(self, event: SystemEvent, now: float) -> None:
+        """Judge a system event (SystemInfoEvent and JmsMissedEvents matter)."""
+        if isinstance(event, SystemInfoEvent):
+            self._system_info_due = _NO_DEADLINE
+            trigger = self._rules.system_info(
+                sys_start_time=event.sys_start_time,
+                jms_start_time=event.jms_start_time,
+                primary_ip=event.sys_primary_ip,
+            )
+            self._trigger(trigger, now)
+            self._persist()
+        elif isinstance(event, JmsMissedEvents):
+            self._trigger(self._rules.missed_events(event.attributes), now)
+
+    def admit(self, event: DataEvent, now: float) -> DataEvent | None:
+        """Return *event* tagged with its epoch to deliver now, or None if it is held for replay."""
+        if not self._holding or self._config.resync_mode is ResyncMode.APPLY_LIVE:
+            return _tagged(event, self.epoch)
+        if len(self._held) >= self._config.hold_limit:
+            log.warning(
+                "%s: more than %d events arrived during resync #%d: it starts over",
+                self._config.client_id,
+                self._config.hold_limit,
+                self.epoch,
+            )
+            self._held = []
+            self._trigger(
+                Trigger(
+                    reason=ResyncReason.HOLD_OVERFLOW, evidence={"hold_limit": str(self._config.hold_limit)}
+                ),
+                now,
+            )
+            return None
+        self._held.append(_tagged(event, self.epoch))
+        return None
+
+    def deadline(self) -> float:
+        """Return the monotonic time of the next thing to do (a SystemInfoEvent overdue, a request due)."""
+        due = self._schedule.due_at() if self._ready() else None
+        return min(self._system_info_due, _NO_DEADLINE if due is None else due)
+
+    def tick(self, now: float) -> bool:
+        """Do what is due at *now*: judge a missing SystemInfoEvent, ask for a resync (return whether)."""
+        if now >= self._system_info_due:
+            self._system_info_due = _NO_DEADLINE
+            trigger = self._rules.system_info_overdue(self._config.system_info_timeout)
+            if trigger is not None and self._config.resync_on_unknown_state:
+                self._trigger(trigger, now)
+            elif trigger is not None:
+                log.warning(
+                    "%s: no SystemInfoEvent within %g s of connecting (resync_on_unknown_state is off)",
+                    self._config.client_id,
+                    self._config.system_info_timeout,
+                )
+        if self._ready():
+            due = self._schedule.take(now)
+            if due is not None:
+                self._ask(due)
+                return True
+        return False
+
+    def settled(self, verdict: Settled, now: float) -> list[DataEvent]:
+        """Apply the application's verdict; return the held events to hand to ``on_event`` now, in order."""
+        if not self._schedule.settle(verdict.epoch) or self._request is None:
+            log.debug("%s: resync #%d settled after it was replaced", self._config.client_id, verdict.epoch)
+            return []
+        request, self._request = self._request, None
+        if not verdict.ok:
+            log.error(
+                "%s: resync #%d failed: %s; another follows",
+                self._config.client_id,
+                request.epoch,
+                verdict.why,
+            )
+            self._trigger(
+                Trigger(reason=request.reason, evidence={**request.evidence, "retry": verdict.why}), now
+            )
+            return []  # events keep being held until a resync completes
+        self._rules.completed(request.epoch)
+        self._persist()
+        held, self._held, self._holding = self._held, [], False
+        log.info(
+            "%s: resync #%d complete; %d held events replayed",
+            self._config.client_id,
+            request.epoch,
+            len(held),
+        )
+        return held
+
+    def replay_failed(self, now: float) -> None:
+        """Resync again: a replayed event's handler raised, and it cannot be redelivered (it was acked)."""
+        self._trigger(
+            Trigger(
+                reason=ResyncReason.INCOMPLETE, evidence={"detail": "the handler failed on a replayed event"}
+            ),
+            now,
+        )
+
+    def close(self) -> None:
+        """Persist the baseline one last time (the client stops)."""
+        self._persist()
+
+    # ------------------------------------------------------------------------------------------ inside
+
+    def _ready(self) -> bool:
+        # Ask only while subscribed and once the server's identity was judged: Nokia's procedure subscribes
+        # first (so nothing falls between the retrieval and the stream), and the identity may add a reason.
+        return self._connected and not self._rules.awaiting_system_info
+
+    def _trigger(self, trigger: Trigger | None, now: float) -> None:
+        if trigger is None:
+            return
+        log.info(
+            "%s: resync needed: %s %s",
+            self._config.client_id,
+            trigger.reason.value,
+            dict(trigger.evidence) if trigger.evidence else "",
+        )
+        self._schedule.add(trigger, now)
+
+    def _ask(self, due: Due) -> None:
+        # Events held so far arrived before the retrieval this request starts: it covers them, and replaying
+        # them on top of it could bring back an older state. Held from here on: what arrives during it.
+        self._held, self._holding = [], self._config.resync_mode is ResyncMode.HOLD_AND_REPLAY
+        if due.aborts is not None:
+            log.warning("%s: resync #%d replaced by #%d", self._config.client_id, due.aborts, due.epoch)
+        self._rules.requested(due.epoch)
+        self._persist()
+        request = ResyncRequest(
+            due,
+            at=_now(),
+            settle=lambda epoch, ok, why: self._settle(Settled(epoch, ok, why)),
+            current=lambda: self._schedule.outstanding,
+        )
+        self._request = request
+        log.warning(
+            "%s: resync #%d requested: %s (%s)",
+            self._config.client_id,
+            due.epoch,
+            due.reason.value,
+            ", ".join(sorted(r.value for r in due.reasons)),
+        )
+        try:
+            self._ask_handler(request)
+        except Exception as exc:
+            log.exception("%s: on_resync_required raised", self._config.client_id)
+            request.fail(f"{type(exc).__name__}: {exc}")
+            return
+        if not request.deferred:
+            request.complete()
+
+    def _persist(self) -> None:
+        # Only a changed baseline is written: every write is an fsync on the supervisor thread.
+        baseline = self._rules.baseline
+        if baseline == self._saved:
+            return
+        try:
+            self._store.save(baseline, now=_now())
+            self._saved = baseline
+        except StateError as exc:
+            log.error("%s: the resync baseline could not be saved: %s", self._config.client_id, exc)

@@ -1,0 +1,376 @@
+"""The resync decisions end to end: NfmpClient on the real broker, driven by the simulated NFM-P server.
+
+Each test is a row of the decision table (issue 5): the situation is produced by the simulator (or the fault
+proxy), and the test checks which ResyncRequest the application gets, if any, and what happens to the events.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nfmp_client import (
+    ConnectionState,
+    DataEvent,
+    NfmpClient,
+    ResyncMode,
+    ResyncReason,
+    ResyncRequest,
+    RetryPolicy,
+    StateStore,
+)
+from nfmp_client.testing import FaultProxy, SimulatedServer
+
+from ..conftest import BrokerInfo
+from .test_client import WAIT, Recorder, bare, config_for, running
+
+pytestmark = pytest.mark.integration
+
+
+class Resyncing(Recorder):
+    """Records resync requests; completes them at once, or defers them when told to."""
+
+    def __init__(self, *, defer: bool = False) -> None:
+        super().__init__()
+        self.requests: queue.Queue[ResyncRequest] = queue.Queue()
+        self.defer = defer
+        self.epochs: list[int] = []
+
+    def on_event(self, event: DataEvent) -> None:
+        self.epochs.append(event.header.resync_epoch)
+        super().on_event(event)
+
+    def on_resync_required(self, request: ResyncRequest) -> None:
+        if self.defer:
+            request.defer()
+        self.requests.put(request)
+
+    def next_request(self, timeout: float = WAIT) -> ResyncRequest:
+        return self.requests.get(timeout=timeout)
+
+    def no_request(self, within: float = 1.0) -> None:
+        try:
+            request = self.requests.get(timeout=within)
+        except queue.Empty:
+            return
+        raise AssertionError(f"unexpected {request!r} (evidence {dict(request.evidence)})")
+
+
+def synced(client: NfmpClient) -> bool:
+    """client.in_sync, read through a call (mypy would narrow the property across statements)."""
+    return client.in_sync
+
+
+def settings(state_dir: Path, **overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "state_dir": state_dir,
+        "resync_coalesce_window": 0.05,
+        "resync_min_interval": 0.1,
+        "system_info_timeout": 3.0,
+        "keepalive_timeout": 5.0,
+    }
+    values.update(overrides)
+    return values
+
+
+def started(server: SimulatedServer, broker: BrokerInfo, handler: Resyncing, **config: Any) -> NfmpClient:
+    """A client past its first start: subscribed, and its INITIAL resync completed."""
+    client = running(config_for(f"{broker.host}:{broker.port}", **config), handler)
+    server.wait_for_subscriber(client.config.client_id)
+    first = handler.next_request()
+    assert first.reason is ResyncReason.INITIAL
+    if handler.defer:
+        first.complete()
+    deadline = time.monotonic() + WAIT
+    while not synced(client) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert synced(client)
+    return client
+
+
+def test_first_start_holds_events_until_the_resync_completes(
+    server: SimulatedServer, broker: BrokerInfo, tmp_path: Path
+) -> None:
+    """INITIAL, once subscribed and the server's identity known; events arriving during it are held, then
+    replayed in order with its epoch once complete; the baseline on disk says in sync."""
+    handler = Resyncing(defer=True)
+    client = running(config_for(f"{broker.host}:{broker.port}", **settings(tmp_path)), handler)
+    try:
+        server.wait_for_subscriber(client.config.client_id)
+        request = handler.next_request()
+        assert request.reason is ResyncReason.INITIAL
+        assert request.epoch == 1
+        during = server.generate(5)
+        server.sync()
+        time.sleep(0.3)
+        assert handler.events.empty()  # held
+        assert not synced(client)
+
+        threading.Thread(target=request.complete).start()  # from another thread, as a worker would
+
+        assert handler.take(5) == during
+        assert handler.epochs == [1] * 5
+        after = server.generate(2)
+        assert handler.take(2) == after
+        assert synced(client)
+    finally:
+        client.stop()
+    saved = StateStore(tmp_path).load(client.config.client_id)
+    assert saved is not None
+    assert (saved.resync_epoch, saved.in_sync) == (1, True)
+    assert saved.sys_start_time == server.identity.sys_start_time
+
+
+def test_durable_reconnect_same_server_needs_no_resync(
+    server: SimulatedServer, broker: BrokerInfo, tmp_path: Path
+) -> None:
+    """A dropped link, the same server behind it: no resync, and the events of the gap arrive."""
+    handler = Resyncing()
+    with FaultProxy(broker.host, broker.port) as proxy:
+        client = started_via(proxy, server, handler, tmp_path)
+        try:
+            proxy.reset()
+            during = server.generate(3)
+            proxy.passthrough()
+            assert client.wait_for_state(ConnectionState.CONNECTED, timeout=WAIT)
+
+            assert handler.take(3) == during
+            handler.no_request(within=1.5)
+            assert synced(client)
+        finally:
+            client.stop()
+
+
+def started_via(
+    proxy: FaultProxy, server: SimulatedServer, handler: Resyncing, state_dir: Path
+) -> NfmpClient:
+    client = running(config_for(f"127.0.0.1:{proxy.port}", **settings(state_dir)), handler)
+    server.wait_for_subscriber(client.config.client_id)
+    assert handler.next_request().reason is ResyncReason.INITIAL
+    return client
+
+
+def test_process_restart_with_a_durable_subscription(
+    server: SimulatedServer, broker: BrokerInfo, tmp_path: Path
+) -> None:
+    """The OSS process restarts (a new client, the same state dir): no resync, the backlog drains; with
+    another filter, SUBSCRIPTION_CHANGED (the broker dropped the backlog)."""
+    handler = Resyncing()
+    config = settings(tmp_path)
+    first = started(server, broker, handler, **config)
+    client_id = first.config.client_id
+    first.stop()
+    backlog = server.generate(3)
+    server.sync()
+
+    second_handler = Resyncing()
+    second = running(
+        config_for(f"{broker.host}:{broker.port}", client_id=client_id, **config), second_handler
+    )
+    try:
+        assert second_handler.take(3) == backlog
+        second_handler.no_request(within=1.5)
+    finally:
+        second.stop()
+
+    third_handler = Resyncing()
+    third = running(
+        config_for(
+            f"{broker.host}:{broker.port}",
+            client_id=client_id,
+            filter="MTOSI_objectType = 'fm.AlarmObject'",
+            **config,
+        ),
+        third_handler,
+    )
+    try:
+        request = third_handler.next_request()
+        assert request.reason is ResyncReason.SUBSCRIPTION_CHANGED
+        assert "new_selector" in request.evidence
+    finally:
+        third.decommission()
+
+
+def test_server_restart(server: SimulatedServer, broker: BrokerInfo, tmp_path: Path) -> None:
+    """sysStartTime and jmsStartTime change: SERVER_RESTARTED with the old and new values."""
+    handler = Resyncing()
+    client = started(server, broker, handler, **settings(tmp_path))
+    try:
+        before = server.identity
+        after = server.restart()
+        request = handler.next_request()
+
+        assert request.reason is ResyncReason.SERVER_RESTARTED
+        assert request.epoch == 2
+        assert request.evidence["old_sys_start_time"] == before.sys_start_time
+        assert request.evidence["new_sys_start_time"] == after.sys_start_time
+    finally:
+        client.stop()
+
+
+# The simulator removes subscriptions through JMX (about 0.15 s a call): a client must not be back before.
+PATIENT = RetryPolicy(initial_delay=0.5, max_delay=1.0, jitter=0.1, connect_timeout=3.0)
+
+
+def test_switchover(server: SimulatedServer, broker: BrokerInfo, tmp_path: Path) -> None:
+    """The primary IP changes: SWITCHOVER."""
+    handler = Resyncing()
+    client = started(server, broker, handler, retry=PATIENT, **settings(tmp_path))
+    try:
+        server.switchover("192.0.2.99")
+        request = handler.next_request()
+
+        assert request.reason is ResyncReason.SWITCHOVER
+        assert request.evidence["new_primary_ip"] == "192.0.2.99"
+    finally:
+        client.stop()
+
+
+def test_missed_events_while_connected(server: SimulatedServer, broker: BrokerInfo, tmp_path: Path) -> None:
+    """JmsMissedEvents with no disconnect (an overflow): MISSED_EVENTS."""
+    handler = Resyncing()
+    client = started(server, broker, handler, **settings(tmp_path))
+    try:
+        server.overflow(client.config.client_id, 3)
+        request = handler.next_request()
+
+        assert request.reason is ResyncReason.MISSED_EVENTS
+        assert client.state is ConnectionState.CONNECTED
+    finally:
+        client.stop()
+
+
+def test_durable_subscription_removed_while_away(
+    server: SimulatedServer, broker: BrokerInfo, tmp_path: Path
+) -> None:
+    """An administrator removes the session (TerminateClientSession, subscription deleted); the client
+    reconnects by its policy and gets JmsMissedEvents: MISSED_EVENTS."""
+    from nfmp_client import TerminatePolicy
+
+    handler = Resyncing()
+    client = started(
+        server,
+        broker,
+        handler,
+        on_terminate=TerminatePolicy.RECONNECT_AFTER_DELAY,
+        terminate_reconnect_delay=1.5,
+        **settings(tmp_path),
+    )
+    try:
+        server.terminate(client.config.client_id, remove=True)
+        request = handler.next_request()
+
+        assert request.reason is ResyncReason.MISSED_EVENTS
+    finally:
+        client.stop()
+
+
+def test_non_durable_disconnect(server: SimulatedServer, broker: BrokerInfo, tmp_path: Path) -> None:
+    """A non-durable subscription loses what was sent while away: SUBSCRIPTION_NOT_DURABLE."""
+    handler = Resyncing()
+    with FaultProxy(broker.host, broker.port) as proxy:
+        client = running(config_for(f"127.0.0.1:{proxy.port}", durable=False, **settings(tmp_path)), handler)
+        try:
+            server.wait_for_subscriber(client.config.client_id)
+            assert handler.next_request().reason is ResyncReason.INITIAL
+            proxy.reset()
+            proxy.passthrough()
+
+            request = handler.next_request()
+            assert request.reason is ResyncReason.SUBSCRIPTION_NOT_DURABLE
+        finally:
+            client.stop()
+
+
+def test_no_system_info_in_time(broker: BrokerInfo, tmp_path: Path) -> None:
+    """No SystemInfoEvent after connecting (here: no NFM-P at all behind the broker): SERVER_STATE_UNKNOWN,
+    once the window ran out (the INITIAL of the first start coalesces into it)."""
+    handler = Resyncing()
+    config = config_for(f"{broker.host}:{broker.port}", **settings(tmp_path, system_info_timeout=0.5))
+    client = running(config, handler)
+    try:
+        request = handler.next_request()
+        assert request.reasons == {ResyncReason.INITIAL, ResyncReason.SERVER_STATE_UNKNOWN}
+        assert request.reason is ResyncReason.INITIAL
+    finally:
+        client.stop()
+
+
+def test_a_new_trigger_replaces_a_resync_in_progress(
+    server: SimulatedServer, broker: BrokerInfo, tmp_path: Path
+) -> None:
+    """A restart during a (deferred) resync aborts it: the request says so, a new one comes, and completing the
+    old one changes nothing."""
+    handler = Resyncing(defer=True)
+    client = running(config_for(f"{broker.host}:{broker.port}", **settings(tmp_path)), handler)
+    try:
+        server.wait_for_subscriber(client.config.client_id)
+        first = handler.next_request()
+        server.restart()
+        second = handler.next_request()
+
+        assert first.aborted
+        assert second.epoch == first.epoch + 1
+        first.complete()
+        time.sleep(0.3)
+        assert not synced(client)
+        second.complete()
+        deadline = time.monotonic() + WAIT
+        while not synced(client) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert synced(client)
+    finally:
+        client.stop()
+
+
+def test_apply_live_delivers_during_the_resync(
+    server: SimulatedServer, broker: BrokerInfo, tmp_path: Path
+) -> None:
+    """APPLY_LIVE: events keep coming during the resync, tagged with its epoch."""
+    handler = Resyncing(defer=True)
+    config = config_for(
+        f"{broker.host}:{broker.port}", **settings(tmp_path, resync_mode=ResyncMode.APPLY_LIVE)
+    )
+    client = running(config, handler)
+    try:
+        server.wait_for_subscriber(client.config.client_id)
+        request = handler.next_request()
+        during = server.generate(3)
+
+        assert handler.take(3) == during
+        assert handler.epochs == [request.epoch] * 3
+        assert not synced(client)
+        request.complete()
+    finally:
+        client.stop()
+
+
+def test_a_failing_resync_is_requested_again(
+    server: SimulatedServer, broker: BrokerInfo, tmp_path: Path
+) -> None:
+    """on_resync_required raising: the request failed, another one follows (after the minimum interval)."""
+
+    class FailsOnce(Resyncing):
+        def on_resync_required(self, request: ResyncRequest) -> None:
+            super().on_resync_required(request)
+            if request.epoch == 1:
+                raise RuntimeError("XML API unreachable (on purpose)")
+
+    handler = FailsOnce()
+    client = running(config_for(f"{broker.host}:{broker.port}", **settings(tmp_path)), handler)
+    try:
+        server.wait_for_subscriber(client.config.client_id)
+        first, second = handler.next_request(), handler.next_request()
+
+        assert (first.epoch, second.epoch) == (1, 2)
+        assert second.reason is ResyncReason.INITIAL
+        assert "XML API unreachable" in second.evidence["retry"]
+        sent = server.generate(2)
+        assert [bare(e) for e in handler.take(2)] == sent
+    finally:
+        client.stop()
