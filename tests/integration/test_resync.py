@@ -15,16 +15,20 @@ from typing import Any
 import pytest
 
 from nfmp_client import (
+    XMLAPI_PATH,
     ConnectionState,
     DataEvent,
+    FindRequest,
+    Handler,
     NfmpClient,
     ResyncMode,
     ResyncReason,
     ResyncRequest,
     RetryPolicy,
     StateStore,
+    XmlApiClient,
 )
-from nfmp_client.testing import FaultProxy, SimulatedServer
+from nfmp_client.testing import PORT_CLASS, FaultProxy, NetworkModel, SimulatedServer, SnapshotServer
 
 from ..conftest import BrokerInfo
 from .test_client import WAIT, Recorder, bare, config_for, running
@@ -374,3 +378,74 @@ def test_a_failing_resync_is_requested_again(
         assert [bare(e) for e in handler.take(2)] == sent
     finally:
         client.stop()
+
+
+class Mirror(Handler):
+    """An OSS in miniature: a copy of the alarms and ports, rebuilt from the XML API on every resync and
+    kept up to date from the events."""
+
+    def __init__(self, api: XmlApiClient) -> None:
+        self.api = api
+        self.copy = NetworkModel()
+        self.reasons: list[ResyncReason] = []
+
+    def on_resync_required(self, request: ResyncRequest) -> None:
+        objects = self.api.find_faults() + self.api.find(FindRequest(full_class_name=PORT_CLASS))
+        self.copy = NetworkModel(objects)
+        self.reasons.append(request.reason)
+
+    def on_event(self, event: DataEvent) -> None:
+        self.copy.apply(event)
+
+
+def converged(client: NfmpClient, mirror: Mirror, truth: NetworkModel, timeout: float = WAIT) -> None:
+    """Wait until the client is in sync and the mirror equals the simulator's truth."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        same = mirror.copy.alarms() == truth.alarms() and mirror.copy.objects(PORT_CLASS) == truth.objects(
+            PORT_CLASS
+        )
+        if same and synced(client):
+            return
+        time.sleep(0.05)
+    raise AssertionError(
+        f"the mirror did not converge: {len(mirror.copy.alarms())} alarms vs {len(truth.alarms())} "
+        f"(in sync: {synced(client)}, resyncs: {mirror.reasons})"
+    )
+
+
+def test_a_mirror_rebuilt_from_snapshots_and_events_equals_the_truth(
+    server: SimulatedServer, broker: BrokerInfo, tmp_path: Path
+) -> None:
+    """After the first start, a server restart, an overflow (events lost while connected) and a
+    switchover, each with events flowing during the resync, the mirror equals the simulator's model."""
+    with SnapshotServer(server.model) as snapshot:
+        api = XmlApiClient(snapshot.url.removesuffix(XMLAPI_PATH), credentials=None, timeout=10.0)
+        mirror = Mirror(api)
+        config = config_for(f"{broker.host}:{broker.port}", retry=PATIENT, **settings(tmp_path))
+        client = running(config, mirror)
+        try:
+            server.wait_for_subscriber(config.client_id)
+            server.generate(10)
+            converged(client, mirror, server.model)
+
+            server.restart()
+            server.generate(5)
+            converged(client, mirror, server.model)
+
+            server.overflow(config.client_id, 5)  # these five never reach the client
+            server.generate(3)
+            converged(client, mirror, server.model)
+
+            server.switchover()
+            server.generate(4)
+            converged(client, mirror, server.model)
+
+            assert mirror.reasons == [
+                ResyncReason.INITIAL,
+                ResyncReason.SERVER_RESTARTED,
+                ResyncReason.MISSED_EVENTS,
+                ResyncReason.SWITCHOVER,
+            ]
+        finally:
+            client.stop()
