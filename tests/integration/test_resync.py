@@ -449,3 +449,50 @@ def test_a_mirror_rebuilt_from_snapshots_and_events_equals_the_truth(
             ]
         finally:
             client.stop()
+
+
+def test_holding_too_many_events_starts_the_resync_over(
+    server: SimulatedServer, broker: BrokerInfo, tmp_path: Path
+) -> None:
+    """More events during a resync than hold_limit: the request is aborted and HOLD_OVERFLOW follows."""
+    handler = Resyncing(defer=True)
+    client = running(config_for(f"{broker.host}:{broker.port}", **settings(tmp_path, hold_limit=3)), handler)
+    try:
+        server.wait_for_subscriber(client.config.client_id)
+        first = handler.next_request()
+        server.generate(5)
+        second = handler.next_request()
+
+        assert first.aborted
+        assert second.reason is ResyncReason.HOLD_OVERFLOW
+        assert second.evidence["hold_limit"] == "3"
+        second.complete()
+    finally:
+        client.stop()
+
+
+def test_terminated_session_kept_durable_needs_no_resync(
+    server: SimulatedServer, broker: BrokerInfo, tmp_path: Path
+) -> None:
+    """TerminateClientSession ("Close": the durable subscription stays), then a reconnect by policy: as any
+    durable reconnect, no resync, and the events of the gap arrive."""
+    from nfmp_client import TerminatePolicy
+
+    handler = Resyncing()
+    client = started(
+        server,
+        broker,
+        handler,
+        on_terminate=TerminatePolicy.RECONNECT_AFTER_DELAY,
+        terminate_reconnect_delay=1.0,
+        **settings(tmp_path),
+    )
+    try:
+        server.terminate(client.config.client_id)
+        handler.terminated.get(timeout=WAIT)
+        during = server.generate(2)
+
+        assert handler.take(2) == during
+        handler.no_request(within=1.5)
+    finally:
+        client.stop()
