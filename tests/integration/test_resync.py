@@ -35,6 +35,9 @@ from .test_client import WAIT, Recorder, bare, config_for, running
 
 pytestmark = pytest.mark.integration
 
+# The simulator removes subscriptions through JMX (about 0.15 s a call): a client must not be back before.
+PATIENT = RetryPolicy(initial_delay=0.5, max_delay=1.0, jitter=0.1, connect_timeout=3.0)
+
 
 class Resyncing(Recorder):
     """Records resync requests; completes them at once, or defers them when told to."""
@@ -215,10 +218,6 @@ def test_server_restart(server: SimulatedServer, broker: BrokerInfo, tmp_path: P
         assert request.evidence["new_sys_start_time"] == after.sys_start_time
     finally:
         client.stop()
-
-
-# The simulator removes subscriptions through JMX (about 0.15 s a call): a client must not be back before.
-PATIENT = RetryPolicy(initial_delay=0.5, max_delay=1.0, jitter=0.1, connect_timeout=3.0)
 
 
 def test_switchover(server: SimulatedServer, broker: BrokerInfo, tmp_path: Path) -> None:
