@@ -1,0 +1,198 @@
+"""ResyncCoordinator without a broker: plain values in, requests and held events out, the state file on disk."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nfmp_client import (
+    ClientConfig,
+    EventHeader,
+    JmsMissedEvents,
+    ObjectDeletion,
+    ResyncMode,
+    ResyncReason,
+    ResyncRequest,
+    StateFileMismatch,
+    StateStore,
+    SystemInfoEvent,
+)
+from nfmp_client._coordinator import ResyncCoordinator, Settled
+
+NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
+INFO = SystemInfoEvent(sys_start_time="1", jms_start_time="2", sys_primary_ip="192.0.2.10")
+
+
+def deletion(number: int) -> ObjectDeletion:
+    return ObjectDeletion(header=EventHeader(event_name="ObjectDeletion"), object_full_name=f"alarm-{number}")
+
+
+class Harness:
+    """A coordinator, what it asked the application, and what it settled (as the client would relay)."""
+
+    def __init__(self, tmp_path: Path, *, defer: bool = True, fail: bool = False, **overrides: Any) -> None:
+        settings: dict[str, Any] = {
+            "servers": ["broker:61613"],
+            "client_id": "oss1@1",
+            "state_dir": tmp_path,
+            "resync_coalesce_window": 0.0,
+            "resync_min_interval": 0.0,
+        }
+        settings.update(overrides)
+        self.config = ClientConfig(**settings)
+        self.asked: list[ResyncRequest] = []
+        self.verdicts: list[Settled] = []
+        self.defer, self.fail = defer, fail
+        self.coordinator = ResyncCoordinator(self.config, ask=self.ask, settle=self.verdicts.append)
+
+    def ask(self, request: ResyncRequest) -> None:
+        self.asked.append(request)
+        if self.fail:
+            raise RuntimeError("retrieval failed")
+        if self.defer:
+            request.defer()
+
+    def up(self, now: float = 0.0) -> ResyncRequest:
+        """Start, connect, SystemInfoEvent: the INITIAL request."""
+        self.coordinator.begin(now)
+        self.coordinator.connected("broker:61613", now)
+        self.coordinator.observe(INFO, now)
+        self.coordinator.tick(now)
+        return self.asked[-1]
+
+    def settle(self, now: float = 1.0) -> list[Any]:
+        held: list[Any] = []
+        while self.verdicts:
+            held += self.coordinator.settled(self.verdicts.pop(0), now)
+        return held
+
+
+def test_events_wait_for_the_retrieval_then_come_in_order_with_its_epoch(tmp_path: Path) -> None:
+    """HOLD_AND_REPLAY: before the request events flow; during it they are held; on completion replayed."""
+    harness = Harness(tmp_path)
+    coordinator = harness.coordinator
+    coordinator.begin(0.0)
+    coordinator.connected("broker:61613", 0.0)
+    assert coordinator.admit(deletion(0), 0.0) is not None  # no request yet: live, epoch 0
+    coordinator.observe(INFO, 0.0)
+    coordinator.tick(0.0)
+    request = harness.asked[-1]
+
+    assert [coordinator.admit(deletion(n), 0.5) for n in (1, 2, 3)] == [None] * 3
+    assert coordinator.held == 3
+    request.complete()
+    replayed = harness.settle()
+
+    assert [e.object_full_name for e in replayed] == ["alarm-1", "alarm-2", "alarm-3"]
+    assert {e.header.resync_epoch for e in replayed} == {request.epoch}
+    assert coordinator.in_sync
+    live = coordinator.admit(deletion(4), 2.0)
+    assert live is not None
+    assert live.header.resync_epoch == request.epoch
+
+
+def test_apply_live_never_holds(tmp_path: Path) -> None:
+    """APPLY_LIVE: events are delivered during the resync, tagged with it."""
+    harness = Harness(tmp_path, resync_mode=ResyncMode.APPLY_LIVE)
+    request = harness.up()
+    event = harness.coordinator.admit(deletion(1), 0.5)
+
+    assert event is not None
+    assert event.header.resync_epoch == request.epoch
+
+
+def test_a_returning_callback_completes_and_a_raising_one_fails(tmp_path: Path) -> None:
+    """Without defer(), returning completes; raising fails, and the same reason is asked again."""
+    completing = Harness(tmp_path / "a", defer=False)
+    completing.up()
+    assert completing.verdicts == [Settled(1, True, "")]
+
+    failing = Harness(tmp_path / "b", fail=True)
+    failing.up()
+    assert failing.verdicts == [Settled(1, False, "RuntimeError: retrieval failed")]
+    failing.settle()
+    failing.fail = False
+    failing.coordinator.tick(2.0)
+    retry = failing.asked[-1]
+    assert (retry.epoch, retry.reason) == (2, ResyncReason.INITIAL)
+    assert retry.evidence["retry"] == "RuntimeError: retrieval failed"
+
+
+def test_a_newer_trigger_replaces_the_request_and_drops_what_was_held(tmp_path: Path) -> None:
+    """JmsMissedEvents during a resync: aborted; the next request starts holding afresh; the old epoch's
+    completion is ignored."""
+    harness = Harness(tmp_path)
+    first = harness.up()
+    harness.coordinator.admit(deletion(1), 0.1)
+    harness.coordinator.observe(JmsMissedEvents(), 0.2)
+    harness.coordinator.tick(0.2)
+    second = harness.asked[-1]
+
+    assert first.aborted
+    assert second.reason is ResyncReason.MISSED_EVENTS
+    assert harness.coordinator.held == 0
+    first.complete()
+    assert harness.settle() == []
+    assert not harness.coordinator.in_sync
+    harness.coordinator.admit(deletion(2), 0.3)
+    second.complete()
+    assert [e.object_full_name for e in harness.settle()] == ["alarm-2"]
+
+
+def test_no_request_before_the_identity_is_known(tmp_path: Path) -> None:
+    """Connected but no SystemInfoEvent yet: nothing is asked until it comes or the window ends."""
+    harness = Harness(tmp_path, system_info_timeout=5.0)
+    coordinator = harness.coordinator
+    coordinator.begin(0.0)
+    coordinator.connected("broker:61613", 0.0)
+    coordinator.tick(1.0)
+    assert harness.asked == []
+    assert coordinator.deadline() == 5.0
+
+    coordinator.tick(5.0)
+    request = harness.asked[-1]
+    assert request.reasons == {ResyncReason.INITIAL, ResyncReason.SERVER_STATE_UNKNOWN}
+
+
+def test_unknown_state_can_be_only_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """resync_on_unknown_state=False: a missing SystemInfoEvent is a warning, not a request."""
+    harness = Harness(tmp_path, resync_on_unknown_state=False, system_info_timeout=1.0)
+    harness.up()
+    harness.asked[-1].complete()
+    harness.settle()
+    harness.coordinator.connected("broker:61613", 10.0)
+    harness.coordinator.tick(11.0)
+
+    assert len(harness.asked) == 1
+    assert "no SystemInfoEvent within 1 s" in caplog.text
+
+
+def test_the_baseline_is_on_disk_and_survives_a_new_process(tmp_path: Path) -> None:
+    """The state file holds the identity and epoch; a new coordinator (process) asks nothing when all holds."""
+    harness = Harness(tmp_path)
+    harness.up().complete()
+    harness.settle()
+    saved = StateStore(tmp_path).load("oss1@1")
+    assert saved is not None
+    assert (saved.sys_start_time, saved.resync_epoch, saved.in_sync) == ("1", 1, True)
+
+    again = Harness(tmp_path)
+    again.coordinator.begin(0.0)
+    again.coordinator.connected("broker:61613", 0.0)
+    again.coordinator.observe(INFO, 0.0)
+    again.coordinator.tick(0.0)
+    assert again.asked == []
+    assert again.coordinator.in_sync
+
+
+def test_another_clients_state_file_is_refused(tmp_path: Path) -> None:
+    """begin() raises StateFileMismatch instead of adopting another client id's baseline."""
+    Harness(tmp_path).up()
+    store = StateStore(tmp_path)
+    store.path_for("oss1@1").rename(store.path_for("oss2@1"))
+
+    with pytest.raises(StateFileMismatch):
+        Harness(tmp_path, client_id="oss2@1").coordinator.begin(0.0)
