@@ -95,6 +95,7 @@ class ResyncCoordinator:
         self._system_info_due = _NO_DEADLINE
         self._connected = False
         self._saved: Baseline | None = None  # the baseline last written (saved_at aside)
+        self._last_event_at: datetime | None = None  # when the last data event came, if since the last write
 
     # ------------------------------------------------------------------------------------------ reading
 
@@ -170,6 +171,7 @@ class ResyncCoordinator:
 
     def admit(self, event: DataEvent, now: float) -> DataEvent | None:
         """Return *event* tagged with its epoch to deliver now, or None if it is held for replay."""
+        self._last_event_at = _now()
         if not self._holding or self._config.resync_mode is ResyncMode.APPLY_LIVE:
             return _tagged(event, self.epoch)
         if len(self._held) >= self._config.hold_limit:
@@ -253,8 +255,8 @@ class ResyncCoordinator:
         )
 
     def close(self) -> None:
-        """Persist the baseline one last time (the client stops)."""
-        self._persist()
+        """Persist the baseline one last time, with the time of the last event (the client stops)."""
+        self._persist(force=self._last_event_at is not None)
 
     # ------------------------------------------------------------------------------------------ inside
 
@@ -305,13 +307,16 @@ class ResyncCoordinator:
         if not request.deferred:
             request.complete()
 
-    def _persist(self) -> None:
-        # Only a changed baseline is written: every write is an fsync on the supervisor thread.
+    def _persist(self, *, force: bool = False) -> None:
+        # Only a changed baseline is written: every write is an fsync on the supervisor thread. The time of
+        # the last event rides along (informational: it is no reason to write).
         baseline = self._rules.baseline
-        if baseline == self._saved:
+        if baseline == self._saved and not force:
             return
+        last = self._last_event_at
+        stamped = baseline if last is None else attrs.evolve(baseline, last_event_at=last)
         try:
-            self._store.save(baseline, now=_now())
-            self._saved = baseline
+            self._store.save(stamped, now=_now())
+            self._saved, self._last_event_at = baseline, None
         except StateError as exc:
             log.error("%s: the resync baseline could not be saved: %s", self._config.client_id, exc)

@@ -178,6 +178,12 @@ def test_the_baseline_is_on_disk_and_survives_a_new_process(tmp_path: Path) -> N
     saved = StateStore(tmp_path).load("oss1@1")
     assert saved is not None
     assert (saved.sys_start_time, saved.resync_epoch, saved.in_sync) == ("1", 1, True)
+    assert saved.last_event_at is None  # no event yet
+    harness.coordinator.admit(deletion(1), 2.0)
+    harness.coordinator.close()
+    stopped = StateStore(tmp_path).load("oss1@1")
+    assert stopped is not None
+    assert stopped.last_event_at is not None
 
     again = Harness(tmp_path)
     again.coordinator.begin(0.0)
