@@ -94,6 +94,8 @@ from ._status import (
     ConnectionLost as ConnectionLost,
     ConnectionRestored as ConnectionRestored,
     ConnectionState as ConnectionState,
+    Health as Health,
+    HealthStatus as HealthStatus,
     LossReason as LossReason,
 )
 from ._version import __version__ as __version__
@@ -155,6 +157,8 @@ __all__ = [
     "FindFaultsRequest",
     "FindRequest",
     "Handler",
+    "Health",
+    "HealthStatus",
     "JmsMissedEvents",
     "KeepAliveEvent",
     "LossReason",

@@ -27,7 +27,6 @@ import threading
 from datetime import datetime, timezone
 from typing import Final, Union, final
 
-import attrs
 import tenacity
 from attrs import frozen
 
@@ -39,7 +38,15 @@ from ._dedup import RecentIds
 from ._events import DataEvent, Event, SystemEvent, TerminateClientSession, is_system_event
 from ._exceptions import MalformedMessage, NfmpError
 from ._resync import ResyncRequest
-from ._status import ClientStatistics, ConnectionLost, ConnectionRestored, ConnectionState, LossReason
+from ._status import (
+    ClientStatistics,
+    ConnectionLost,
+    ConnectionRestored,
+    ConnectionState,
+    Health,
+    HealthStatus,
+    LossReason,
+)
 from ._transport import AttemptFailed, FrameReceived, Lost, StompTransport
 from ._watchdog import KeepAliveWatchdog
 
@@ -66,6 +73,18 @@ class _Decoded:
     ack_id: str
     event: Event | MalformedMessage
 
+
+_COUNTERS: Final = (
+    "messages",
+    "events",
+    "system_events",
+    "duplicates",
+    "malformed",
+    "handler_errors",
+    "connections",
+    "losses",
+    "failed_attempts",
+)
 
 _Item = Union[_Decoded, Lost, _ReturnToPrimary, Settled, None]
 """What the supervisor's inbox carries (None: wake up)."""
@@ -162,7 +181,12 @@ class NfmpClient:
         self._lost_at: float | None = None
         self._failure: ClientStopped | None = None
         self._failing = ("", 0)  # the message id the handler failed on, and how many times in a row
-        self._counts: dict[str, int] = dict.fromkeys(attrs.fields_dict(ClientStatistics), 0)
+        self._counts: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+        self._losses_by_reason: dict[str, int] = {}
+        self._events_by_type: dict[str, int] = {}
+        self._handler_seconds = 0.0
+        self._handler_max = 0.0
+        self._last_message_monotonic: float | None = None
         self.last_message_at: datetime | None = None
         """When the last message of any kind arrived (aware UTC), or None."""
 
@@ -181,7 +205,48 @@ class NfmpClient:
     @property
     def statistics(self) -> ClientStatistics:
         """What the client has counted so far (messages, events, duplicates dropped, losses, ...)."""
-        return ClientStatistics(**self._counts)
+        return ClientStatistics(
+            **self._counts,
+            losses_by_reason=dict(self._losses_by_reason),
+            resyncs_by_reason=self._resync.requests_by_reason(),
+            events_by_type=dict(self._events_by_type),
+            handler_seconds=self._handler_seconds,
+            handler_max_seconds=self._handler_max,
+            queue_depth=self._inbox.qsize(),
+            seconds_since_last_message=self._since_last_message(),
+        )
+
+    def health(self) -> Health:
+        """Say whether the application's copy can be trusted now, and why not.
+
+        ``LIVE``: connected, in sync, messages coming. ``SYNCING``: connected, a resync is pending or under
+        way. ``STALE``: connected, but nothing came for more than half the keep-alive timeout (the watchdog
+        tears the connection down at the full timeout). ``DOWN``: not connected (reconnecting, terminated or
+        stopped), with the last loss as the reason.
+        """
+        state = self._state
+        if state is not ConnectionState.CONNECTED:
+            loss = self._last_loss
+            why = f"{state.value}" + (f": {loss.reason.value}: {loss.detail}" if loss else "")
+            return Health(status=HealthStatus.DOWN, reason=why, state=state)
+        silence = self._since_last_message()
+        if silence is not None and silence > self.config.keepalive_timeout / 2:
+            return Health(
+                status=HealthStatus.STALE, reason=f"nothing from the server for {silence:.0f} s", state=state
+            )
+        if not self._resync.in_sync:
+            request = self._resync.request
+            why = (
+                f"resync #{request.epoch} under way: {request.reason.value}"
+                if request is not None
+                else "a resync is due"
+            )
+            return Health(status=HealthStatus.SYNCING, reason=why, state=state)
+        return Health(status=HealthStatus.LIVE, reason="connected and in sync", state=state)
+
+    def _since_last_message(self) -> float | None:
+        last = self._last_message_monotonic
+        return None if last is None else max(0.0, self._clock.monotonic() - last)
 
     @property
     def resync(self) -> ResyncRequest | None:
@@ -306,6 +371,11 @@ class NfmpClient:
         # A connection outside the supervised one: it delivers nothing and reports nothing.
         return StompTransport(self.config, server, -1, lambda _item: None, lambda: None)
 
+    def _record_loss(self, cause: ConnectionLost) -> None:
+        self._last_loss = cause
+        self._counts["losses"] += 1
+        self._losses_by_reason[cause.reason.value] = self._losses_by_reason.get(cause.reason.value, 0) + 1
+
     def _set_state(self, state: ConnectionState, why: str) -> None:
         with self._state_changed:
             if state is self._state:
@@ -413,8 +483,7 @@ class NfmpClient:
             transport.abort(reason, detail)  # make sure the socket is gone (reported once only)
         self._lost_at = self._clock.monotonic()
         cause = ConnectionLost(reason=reason, detail=detail, server=server, at=_now())
-        self._last_loss = cause
-        self._counts["losses"] += 1
+        self._record_loss(cause)
         log.warning("%s: connection to %s lost: %s: %s", self.config.client_id, server, reason.value, detail)
         self._call("on_connection_lost", cause)
         if reason is LossReason.SESSION_TERMINATED:
@@ -443,8 +512,7 @@ class NfmpClient:
             server=str(transport.server),
             at=_now(),
         )
-        self._last_loss = cause
-        self._counts["losses"] += 1
+        self._record_loss(cause)
         log.warning("%s: leaving the standby %s: %s", self.config.client_id, transport.server, cause.detail)
         self._call("on_connection_lost", cause)
         self._set_state(ConnectionState.RECONNECTING, cause.reason.value)
@@ -465,6 +533,7 @@ class NfmpClient:
 
     def _deliver(self, message: _Decoded) -> None:
         self.last_message_at = _now()
+        self._last_message_monotonic = self._clock.monotonic()
         self._counts["messages"] += 1
         message_id, ack_id, event = message.message_id, message.ack_id, message.event
         transport = self._transport
@@ -520,8 +589,7 @@ class NfmpClient:
             server=str(transport.server) if transport else "",
             at=_now(),
         )
-        self._last_loss = cause
-        self._counts["losses"] += 1
+        self._record_loss(cause)
         self._lost_at = self._clock.monotonic()
         log.warning("%s: %s", self.config.client_id, cause.detail)
         self._call("on_connection_lost", cause)
@@ -541,8 +609,14 @@ class NfmpClient:
             handled = self._call("on_system_event", event)
             self._counts["system_events"] += handled
             return handled
+        started = self._clock.monotonic()
         handled = self._call("on_event", event)
+        took = self._clock.monotonic() - started
+        self._handler_seconds += took
+        self._handler_max = max(self._handler_max, took)
         self._counts["events"] += handled
+        kind = type(event).__name__
+        self._events_by_type[kind] = self._events_by_type.get(kind, 0) + 1
         return handled
 
     def _terminated(self, notice: TerminateClientSession) -> None:
@@ -552,14 +626,14 @@ class NfmpClient:
         self._resync.disconnected()
         if transport is not None:
             transport.close()
-        self._counts["losses"] += 1
-        self._last_loss = ConnectionLost(
+        cause = ConnectionLost(
             reason=LossReason.SESSION_TERMINATED,
             detail="TerminateClientSession received",
             server=str(transport.server) if transport else "",
             at=_now(),
         )
-        self._call("on_connection_lost", self._last_loss)
+        self._record_loss(cause)
+        self._call("on_connection_lost", cause)
         if policy is TerminatePolicy.STOP:
             self._set_state(ConnectionState.TERMINATED, "TerminateClientSession")
             self._stopping.wait()  # until the application stops the client

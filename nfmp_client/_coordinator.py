@@ -95,6 +95,7 @@ class ResyncCoordinator:
         self._system_info_due = _NO_DEADLINE
         self._connected = False
         self._saved: Baseline | None = None  # the baseline last written (saved_at aside)
+        self._by_reason: dict[str, int] = {}
         self._last_event_at: datetime | None = None  # when the last data event came, if since the last write
 
     # ------------------------------------------------------------------------------------------ reading
@@ -113,6 +114,10 @@ class ResyncCoordinator:
     def in_sync(self) -> bool:
         """Whether the last requested resync completed and nothing calls for another yet."""
         return self._rules.baseline.in_sync and self._request is None and not self._schedule.pending
+
+    def requests_by_reason(self) -> dict[str, int]:
+        """Return the resync requests of this process, by main reason."""
+        return dict(self._by_reason)
 
     @property
     def held(self) -> int:
@@ -283,6 +288,7 @@ class ResyncCoordinator:
         if due.aborts is not None:
             log.warning("%s: resync #%d replaced by #%d", self._config.client_id, due.aborts, due.epoch)
         self._rules.requested(due.epoch)
+        self._by_reason[due.reason.value] = self._by_reason.get(due.reason.value, 0) + 1
         self._persist()
         request = ResyncRequest(
             due,

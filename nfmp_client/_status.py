@@ -10,11 +10,20 @@ heart-beat intervals on ActiveMQ).
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import datetime
 
-from attrs import frozen
+from attrs import field, frozen
 
-__all__ = ["ClientStatistics", "ConnectionLost", "ConnectionRestored", "ConnectionState", "LossReason"]
+__all__ = [
+    "ClientStatistics",
+    "ConnectionLost",
+    "ConnectionRestored",
+    "ConnectionState",
+    "Health",
+    "HealthStatus",
+    "LossReason",
+]
 
 
 class ConnectionState(enum.Enum):
@@ -124,3 +133,42 @@ class ClientStatistics:
     """Established connections that ended (failed attempts are not counted here)."""
     failed_attempts: int = 0
     """Connection attempts that failed."""
+    losses_by_reason: Mapping[str, int] = field(factory=dict)
+    """Losses by :class:`LossReason` value (``heartbeat-timeout``, ``session-terminated``, ...)."""
+    resyncs_by_reason: Mapping[str, int] = field(factory=dict)
+    """Resync requests of this process by their main :class:`~nfmp_client.ResyncReason` value."""
+    events_by_type: Mapping[str, int] = field(factory=dict)
+    """Data events handed to ``on_event``, by class name (``ObjectCreation``, ...)."""
+    handler_seconds: float = 0.0
+    """Seconds spent in ``on_event`` in all."""
+    handler_max_seconds: float = 0.0
+    """The longest single ``on_event`` call."""
+    queue_depth: int = 0
+    """Messages decoded and waiting for the handler now."""
+    seconds_since_last_message: float | None = None
+    """Seconds since the last message of any kind (None: none yet)."""
+
+
+class HealthStatus(enum.Enum):
+    """Whether an application's copy of the server's state can be trusted now."""
+
+    LIVE = "live"
+    """Connected, in sync, messages coming."""
+    SYNCING = "syncing"
+    """Connected; a resync is due or under way."""
+    STALE = "stale"
+    """Connected, but the server has been silent for more than half the keep-alive timeout."""
+    DOWN = "down"
+    """Not connected."""
+
+
+@frozen(kw_only=True)
+class Health:
+    """The answer of ``NfmpClient.health()``."""
+
+    status: HealthStatus
+    """The verdict."""
+    reason: str
+    """Why, in words."""
+    state: ConnectionState
+    """The connection state behind it."""

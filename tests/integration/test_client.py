@@ -196,6 +196,7 @@ class TestDelivery:
             assert "(1 time(s))" in losses[0].detail
             assert "(2 time(s))" in losses[1].detail
             assert client.statistics.handler_errors == 2
+            assert client.statistics.losses_by_reason == {"handler-failed": 2}
             assert client.state is ConnectionState.CONNECTED
         finally:
             client.stop()

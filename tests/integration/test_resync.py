@@ -20,6 +20,7 @@ from nfmp_client import (
     DataEvent,
     FindRequest,
     Handler,
+    HealthStatus,
     NfmpClient,
     ResyncMode,
     ResyncReason,
@@ -495,3 +496,34 @@ def test_terminated_session_kept_durable_needs_no_resync(
         handler.no_request(within=1.5)
     finally:
         client.stop()
+
+
+def test_health_and_statistics_follow_the_story(
+    server: SimulatedServer, broker: BrokerInfo, tmp_path: Path
+) -> None:
+    """health(): SYNCING during the first resync, LIVE after it, DOWN once stopped; the statistics count
+    events by type, resyncs and losses by reason."""
+    handler = Resyncing(defer=True)
+    client = running(config_for(f"{broker.host}:{broker.port}", **settings(tmp_path)), handler)
+    try:
+        server.wait_for_subscriber(client.config.client_id)
+        request = handler.next_request()
+        syncing = client.health()
+        assert syncing.status is HealthStatus.SYNCING
+        assert "initial" in syncing.reason
+        request.complete()
+        sent = server.generate(4)
+        handler.take(4)
+
+        assert client.health().status is HealthStatus.LIVE
+        stats = client.statistics
+        assert sum(stats.events_by_type.values()) == 4
+        assert set(stats.events_by_type) <= {type(e).__name__ for e in sent}
+        assert stats.resyncs_by_reason == {"initial": 1}
+        assert stats.seconds_since_last_message is not None
+        assert stats.handler_max_seconds >= 0
+    finally:
+        client.stop()
+    down = client.health()
+    assert down.status is HealthStatus.DOWN
+    assert down.state is ConnectionState.STOPPED
