@@ -194,7 +194,7 @@ class ResyncCoordinator:
                 now,
             )
             return None
-        self._held.append(_tagged(event, self.epoch))
+        self._held.append(event)  # tagged when replayed, with the epoch of the resync it waited for
         return None
 
     def deadline(self) -> float:
@@ -241,7 +241,8 @@ class ResyncCoordinator:
             return []  # events keep being held until a resync completes
         self._rules.completed(request.epoch)
         self._persist()
-        held, self._held, self._holding = self._held, [], False
+        held = [_tagged(event, request.epoch) for event in self._held]
+        self._held, self._holding = [], False
         log.info(
             "%s: resync #%d complete; %d held events replayed",
             self._config.client_id,
@@ -282,8 +283,9 @@ class ResyncCoordinator:
         self._schedule.add(trigger, now)
 
     def _ask(self, due: Due) -> None:
-        # Events held so far arrived before the retrieval this request starts: it covers them, and replaying
-        # them on top of it could bring back an older state. Held from here on: what arrives during it.
+        # Held from the request until the resync completes. Events held for an earlier request that failed or
+        # was replaced are dropped: this request's retrieval covers them (Nokia's procedure clears its buffers
+        # when a retrieval is aborted). Events before the first request were delivered, with the old epoch.
         self._held, self._holding = [], self._config.resync_mode is ResyncMode.HOLD_AND_REPLAY
         if due.aborts is not None:
             log.warning("%s: resync #%d replaced by #%d", self._config.client_id, due.aborts, due.epoch)

@@ -71,12 +71,15 @@ class Harness:
 
 
 def test_events_wait_for_the_retrieval_then_come_in_order_with_its_epoch(tmp_path: Path) -> None:
-    """HOLD_AND_REPLAY: before the request events flow; during it they are held; on completion replayed."""
+    """HOLD_AND_REPLAY: before the request events flow (with the old epoch); from the request until it
+    completes they are held; then replayed in order with its epoch."""
     harness = Harness(tmp_path)
     coordinator = harness.coordinator
     coordinator.begin(0.0)
     coordinator.connected("broker:61613", 0.0)
-    assert coordinator.admit(deletion(0), 0.0) is not None  # no request yet: live, epoch 0
+    before = coordinator.admit(deletion(0), 0.0)
+    assert before is not None  # no request yet: delivered, epoch 0
+    assert before.header.resync_epoch == 0
     coordinator.observe(INFO, 0.0)
     coordinator.tick(0.0)
     request = harness.asked[-1]
