@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from nfmp_client.testing import SimulatedServer
+from nfmp_client import XMLAPI_PATH
+from nfmp_client.testing import SimulatedServer, SnapshotServer
 
 from ..conftest import BrokerInfo
 
@@ -63,3 +67,55 @@ def test_quickstart(broker: BrokerInfo, server: SimulatedServer) -> None:
     assert stdout.count("event   ") == len(sent)
     assert "stopped after 3 events" in stdout
     assert client_id not in broker.admin("list")
+
+
+def test_alarm_mirror_equals_the_truth_after_the_scenarios(
+    broker: BrokerInfo, server: SimulatedServer, tmp_path: Path
+) -> None:
+    """alarm_mirror.py's SQLite table equals the simulator's alarms after events, a server restart and an
+    overflow (events lost while connected), each followed by its resync."""
+    client_id = f"mirror-{uuid.uuid4().hex[:8]}@1"
+    db = tmp_path / "alarms.sqlite"
+    with SnapshotServer(server.model) as snapshot:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(EXAMPLES / "alarm_mirror.py"),
+                *("--server", f"{broker.host}:{broker.port}"),
+                *("--xmlapi", snapshot.url.removesuffix(XMLAPI_PATH)),
+                *("--client-id", client_id),
+                *("--db", str(db)),
+                *("--state-dir", str(tmp_path / "state")),
+                *("--seconds", "10"),
+                *("--resync-min-interval", "0.2"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            server.wait_for_subscriber(client_id, timeout=10)
+            server.generate(12)
+            time.sleep(1.5)
+            server.restart()
+            server.wait_for_subscriber(client_id, timeout=10)
+            server.generate(6)
+            time.sleep(1.5)
+            server.overflow(client_id, 4)  # these never reach the mirror: JmsMissedEvents, then a resync
+            server.generate(3)
+            stdout, stderr = process.communicate(timeout=40)
+        finally:
+            process.kill()
+
+    assert process.returncode == 0, stdout + stderr
+    assert "resync #1 (initial)" in stdout
+    assert "(server-restarted)" in stdout
+    assert "(missed-events)" in stdout
+    with sqlite3.connect(db) as connection:
+        mirrored = {
+            row[0]: json.loads(row[1])
+            for row in connection.execute("SELECT full_name, attributes FROM alarms")
+        }
+    truth = {alarm.full_name: dict(alarm.attributes) for alarm in server.model.alarms()}
+    assert mirrored == truth
+    assert truth  # the scenario did raise alarms
