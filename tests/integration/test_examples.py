@@ -119,3 +119,54 @@ def test_alarm_mirror_equals_the_truth_after_the_scenarios(
     truth = {alarm.full_name: dict(alarm.attributes) for alarm in server.model.alarms()}
     assert mirrored == truth
     assert truth  # the scenario did raise alarms
+
+
+def run_example(name: str, *args: str, server: SimulatedServer, client_id: str, events: int = 3) -> str:
+    """Run examples/NAME for a few seconds against the session broker; publish *events* once it is subscribed."""
+    process = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / name), *args, "--client-id", client_id, "--seconds", "4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        server.wait_for_subscriber(client_id, timeout=10)
+        server.generate(events)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stdout + stderr
+    return stdout
+
+
+def test_event_logger_writes_json_lines(broker: BrokerInfo, server: SimulatedServer, tmp_path: Path) -> None:
+    """event_logger.py: one JSON object per line: the connection, the resync, the events with attributes."""
+    client_id = f"logger-{uuid.uuid4().hex[:8]}@1"
+    out = run_example(
+        "event_logger.py",
+        *("--server", f"{broker.host}:{broker.port}", "--state-dir", str(tmp_path)),
+        server=server,
+        client_id=client_id,
+    )
+
+    lines = [json.loads(line) for line in out.splitlines()]
+    kinds = [line["kind"] for line in lines]
+    assert kinds[0] == "connection-restored"
+    assert "resync" in kinds
+    events = [line for line in lines if line["kind"] == "event"]
+    assert len(events) == 3
+    assert all(e.get("full_name") or e.get("events") for e in events)
+
+
+def test_asyncio_bridge(broker: BrokerInfo, server: SimulatedServer, tmp_path: Path) -> None:
+    """asyncio_bridge.py: the resync is completed on the event loop; the events reach the async consumer."""
+    client_id = f"async-{uuid.uuid4().hex[:8]}@1"
+    out = run_example(
+        "asyncio_bridge.py",
+        *("--server", f"{broker.host}:{broker.port}", "--state-dir", str(tmp_path)),
+        server=server,
+        client_id=client_id,
+    )
+
+    assert "resync #1 (initial) done" in out
+    assert out.count("event    ") == 3
