@@ -21,6 +21,7 @@ import os
 import sqlite3
 import sys
 import time
+from typing import Any
 
 from nfmp_client import (
     AttributeValueChange,
@@ -53,9 +54,11 @@ CREATE TABLE IF NOT EXISTS alarms (
 class AlarmMirror(Handler):
     """The alarm table, rebuilt on each resync and updated from the events."""
 
-    def __init__(self, db: sqlite3.Connection, api: XmlApiClient) -> None:
+    def __init__(self, db: sqlite3.Connection, api: XmlApiClient, *, verbose: bool = True) -> None:
         self.db = db
         self.api = api
+        self.verbose = verbose
+        self.resyncs: list[ResyncRequest] = []
         db.execute(SCHEMA)
         db.commit()
 
@@ -72,7 +75,18 @@ class AlarmMirror(Handler):
                     for a in alarms
                 ],
             )
-        print(f"resync #{request.epoch} ({request.reason.value}): {len(alarms)} active alarms", flush=True)
+        self.resyncs.append(request)
+        self.say(f"resync #{request.epoch} ({request.reason.value}): {len(alarms)} active alarms")
+
+    def say(self, line: str) -> None:
+        """Print one line (unless quiet)."""
+        if self.verbose:
+            print(line, flush=True)
+
+    def alarms(self) -> dict[str, dict[str, Any]]:
+        """The table: full name -> attributes."""
+        rows = self.db.execute("SELECT full_name, attributes FROM alarms").fetchall()
+        return {name: json.loads(attributes) for name, attributes in rows}
 
     # -- events: one change each
 
@@ -93,9 +107,8 @@ class AlarmMirror(Handler):
                     json.dumps(event.attributes),
                 ),
             )
-            print(
-                f"raised   {_text(event.attributes.get('severity')):<9} {event.object_full_name}", flush=True
-            )
+            severity = _text(event.attributes.get("severity"))
+            self.say(f"raised   {severity:<9} {event.object_full_name}")
         elif isinstance(event, AttributeValueChange):  # of an alarm in the table (others are not there)
             row = self.db.execute(
                 "SELECT attributes FROM alarms WHERE full_name = ?", (event.object_full_name,)
@@ -111,19 +124,19 @@ class AlarmMirror(Handler):
                 (_text(attributes.get("severity")), json.dumps(attributes), event.object_full_name),
             )
             changes = ", ".join(f"{c.name}={c.new_value}" for c in event.changes)
-            print(f"changed  {changes} on {event.object_full_name}", flush=True)
+            self.say(f"changed  {changes} on {event.object_full_name}")
         elif isinstance(event, ObjectDeletion):
             deleted = self.db.execute("DELETE FROM alarms WHERE full_name = ?", (event.object_full_name,))
             if deleted.rowcount:
-                print(f"cleared  {event.object_full_name}", flush=True)
+                self.say(f"cleared  {event.object_full_name}")
 
     # -- the connection, for the operator
 
     def on_connection_lost(self, cause: ConnectionLost) -> None:
-        print(f"lost     {cause.server}: {cause.reason.value}: {cause.detail}", flush=True)
+        self.say(f"lost     {cause.server}: {cause.reason.value}: {cause.detail}")
 
     def on_connection_restored(self, info: ConnectionRestored) -> None:
-        print(f"up       {info.server} (down {info.downtime:.1f} s)", flush=True)
+        self.say(f"up       {info.server} (down {info.downtime:.1f} s)")
 
 
 def _text(value: object) -> str:

@@ -22,10 +22,42 @@ pytestmark = pytest.mark.integration
 
 
 def test_demo(broker: BrokerInfo) -> None:
-    """The README's demo decodes every event, reports the malformed one, loses nothing, leaves nothing."""
+    """The README's demo plays the whole story and the mirror holds through it (exit 0, says so)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "demo.py"),
+            *("--port", str(broker.port), "--jmx-port", str(broker.jmx_port), "--pace", "0"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "noticed after" in out
+    assert "heartbeat-timeout" in out
+    assert "resync (server-restarted)" in out
+    assert "resync (missed-events)" in out
+    assert "TerminateClientSession: the client stops" in out
+    assert out.count("the mirror equals the server's truth") == 4
+    assert "The mirror held through the whole story" in out
+
+
+def test_codec_tour(broker: BrokerInfo) -> None:
+    """codec_tour.py decodes every event, reports the malformed one, loses nothing, leaves nothing."""
     client_id = f"demo-{uuid.uuid4().hex[:8]}@1"
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "demo.py"), "--port", str(broker.port), "--client-id", client_id],
+        [
+            sys.executable,
+            str(EXAMPLES / "codec_tour.py"),
+            "--port",
+            str(broker.port),
+            "--client-id",
+            client_id,
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -35,7 +67,7 @@ def test_demo(broker: BrokerInfo) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "10 events decoded, 1 malformed message reported and kept, 0 lost" in result.stdout
     assert "other@9" not in result.stdout  # the selector kept out the event for another client
-    assert client_id not in broker.admin("list")  # the demo removed its durable subscription
+    assert client_id not in broker.admin("list")  # the tour removed its durable subscription
 
 
 def test_quickstart(broker: BrokerInfo, server: SimulatedServer) -> None:
