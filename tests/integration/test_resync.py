@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from nfmp_client import (
     XMLAPI_PATH,
@@ -29,6 +30,7 @@ from nfmp_client import (
     StateStore,
     XmlApiClient,
 )
+from nfmp_client.metrics import register
 from nfmp_client.testing import PORT_CLASS, FaultProxy, NetworkModel, SimulatedServer, SnapshotServer
 
 from ..conftest import BrokerInfo
@@ -516,6 +518,13 @@ def test_health_and_statistics_follow_the_story(
         handler.take(4)
 
         assert client.health().status is HealthStatus.LIVE
+        registry = CollectorRegistry()
+        register(client, registry)
+        exposed = generate_latest(registry).decode()
+        cid = client.config.client_id
+        assert f'nfmp_resyncs_total{{client_id="{cid}",reason="initial"}} 1.0' in exposed
+        assert f'nfmp_health{{client_id="{cid}",status="live"}} 1.0' in exposed
+        assert f'nfmp_up{{client_id="{cid}"}} 1.0' in exposed
         stats = client.statistics
         assert sum(stats.events_by_type.values()) == 4
         assert set(stats.events_by_type) <= {type(e).__name__ for e in sent}
