@@ -202,3 +202,23 @@ def test_asyncio_bridge(broker: BrokerInfo, server: SimulatedServer, tmp_path: P
 
     assert "resync #1 (initial) done" in out
     assert out.count("event    ") == 3
+
+
+def test_inventory_watch_follows_the_ports(
+    broker: BrokerInfo, server: SimulatedServer, tmp_path: Path
+) -> None:
+    """inventory_watch.py lists the ports at its resync and shows what happens to them afterwards."""
+    client_id = f"ports-{uuid.uuid4().hex[:8]}@1"
+    with SnapshotServer(server.model) as snapshot:
+        out = run_example(
+            "inventory_watch.py",
+            *("--server", f"{broker.host}:{broker.port}", "--state-dir", str(tmp_path)),
+            *("--xmlapi", snapshot.url.removesuffix(XMLAPI_PATH)),
+            server=server,
+            client_id=client_id,
+            events=30,
+        )
+
+    assert "resync   #1 (initial):" in out
+    assert "equipment.PhysicalPort" in out
+    assert any(line.startswith(("created ", "changed ", "deleted ")) for line in out.splitlines())
