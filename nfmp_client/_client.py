@@ -255,12 +255,12 @@ class NfmpClient:
 
     @property
     def resync_epoch(self) -> int:
-        """The epoch of the last resync requested (0: none yet); events carry theirs in the header."""
+        """The epoch of the last resync requested, 0 before any; events carry theirs in the header."""
         return self._resync.epoch
 
     @property
     def in_sync(self) -> bool:
-        """Whether the last resync completed and nothing calls for another: the application's copy holds."""
+        """Whether the last resync completed and nothing calls for another (the application's copy holds)."""
         return self._resync.in_sync
 
     def wait_for_state(self, *states: ConnectionState, timeout: float | None = None) -> bool:

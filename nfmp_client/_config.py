@@ -324,7 +324,7 @@ class ClientConfig:
 
     @property
     def selector(self) -> str:
-        """The subscription's JMS selector: own and broadcast events, the filter, system events always."""
+        """The subscription's JMS selector (own and broadcast events, the filter, system events always)."""
         return build_selector(self.client_id, self.filter)
 
     @property

@@ -206,7 +206,7 @@ class ObjectCreation:
 
     @property
     def object_full_name(self) -> str:
-        """The object's full name: its ``objectFullName`` attribute, else ``MTOSI_objectName``."""
+        """The object's full name, its ``objectFullName`` attribute, else ``MTOSI_objectName``."""
         value = self.attributes.get("objectFullName")
         if isinstance(value, str) and value:
             return value

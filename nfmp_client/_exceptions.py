@@ -1,7 +1,7 @@
 """The exception tree of nfmp_client.
 
-Every error the library raises on purpose derives from :class:`NfmpError`, split by what the caller can do
-about it::
+Every error the library raises on purpose derives from :class:`~nfmp_client.NfmpError`, split by what the
+caller can do about it::
 
     NfmpError
      └── ProtocolError            the server (or something pretending to be it) sent something we cannot use

@@ -118,7 +118,7 @@ class ResyncRules:
 
     @property
     def baseline(self) -> Baseline:
-        """The baseline to persist: this subscription and the server identity seen last."""
+        """The baseline to persist, this subscription and the server identity seen last."""
         return self._baseline
 
     @property

@@ -279,7 +279,7 @@ class SimulatedServer:
 
     @property
     def model(self) -> NetworkModel:
-        """The network model: the truth a resync must arrive at."""
+        """The network model, the truth a resync must arrive at."""
         return self._model
 
     @property
