@@ -20,7 +20,6 @@ import logging
 import os
 import sqlite3
 import sys
-import time
 from typing import Any
 
 from nfmp_client import (
@@ -177,18 +176,11 @@ def main() -> int:
     )
     client = NfmpClient(config, AlarmMirror(db, api))
     try:
-        if args.seconds is None:
-            client.run_forever()
-        else:
-            client.start()
-            time.sleep(args.seconds)
+        client.run_forever(args.seconds)  # until Ctrl-C, or for --seconds
     except ClientStopped as exc:
         print(f"gave up: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        pass
     finally:
-        client.stop()
         count = db.execute("SELECT COUNT(*) FROM alarms").fetchone()[0]
         db.close()
     print(f"stopped: {count} active alarms in {args.db}", flush=True)

@@ -15,7 +15,6 @@ import json
 import os
 import sys
 import threading
-import time
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
@@ -112,18 +111,11 @@ def main() -> int:
     )
     client = NfmpClient(config, JsonLines(out))
     try:
-        if args.seconds is None:
-            client.run_forever()
-        else:
-            client.start()
-            time.sleep(args.seconds)
+        client.run_forever(args.seconds)  # until Ctrl-C, or for --seconds
     except ClientStopped as exc:
         print(f"gave up: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        pass
     finally:
-        client.stop()
         if out is not sys.stdout:
             out.close()
     return 0

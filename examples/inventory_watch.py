@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 from nfmp_client import (
     AttributeValueChange,
@@ -89,18 +88,10 @@ def main() -> int:
         config, InventoryWatch(XmlApiClient(args.xmlapi, credentials=None), args.object_class)
     )
     try:
-        if args.seconds is None:
-            client.run_forever()
-        else:
-            client.start()
-            time.sleep(args.seconds)
+        client.run_forever(args.seconds)  # until Ctrl-C, or for --seconds
     except ClientStopped as exc:
         print(f"gave up: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        pass
-    finally:
-        client.stop()
     return 0
 
 

@@ -17,7 +17,6 @@ import argparse
 import logging
 import os
 import sys
-import time
 
 from nfmp_client import (
     ClientConfig,
@@ -83,16 +82,10 @@ def main() -> int:
     handler = PrintingHandler()
     client = NfmpClient(config, handler)
     try:
-        if args.seconds is None:
-            client.run_forever()  # until Ctrl-C
-        else:
-            client.start()
-            time.sleep(args.seconds)
+        client.run_forever(args.seconds)  # until Ctrl-C, or for --seconds
     except ClientStopped as exc:
         print(f"gave up: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        pass
     finally:
         if args.decommission:
             client.decommission()

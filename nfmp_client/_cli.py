@@ -215,20 +215,11 @@ def _watch(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_USAGE
     colour = not args.json and out.isatty() and "NO_COLOR" not in os.environ
     client = NfmpClient(config, _Printer(out, as_json=args.json, colour=colour))
-    stop = threading.Event()
     try:
-        client.start()
-        if args.seconds is not None:
-            stop.wait(args.seconds)
-        else:
-            client.run_forever()
-    except KeyboardInterrupt:
-        pass
+        client.run_forever(args.seconds)  # until Ctrl-C, or for --seconds
     except NfmpError as exc:  # ClientStopped (gave up), StateError (an unusable state file)
         print(f"nfmp-client: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    finally:
-        client.stop()
     return EXIT_OK
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Final, Union, final
 
@@ -300,18 +301,25 @@ class NfmpClient:
         """
         self._shutdown(remove_durable=True, timeout=timeout)
 
-    def run_forever(self) -> None:
-        """Start (if needed) and block until stopped; Ctrl-C stops the client cleanly.
+    def run_forever(self, duration: float | None = None) -> None:
+        """Start (if needed) and block until stopped, or for *duration* seconds; then the client is stopped.
+
+        Ctrl-C stops the client cleanly. The durable subscription stays, as with :meth:`stop`.
 
         Raises:
             ClientStopped: The client gave up reconnecting.
         """
         self.start()
+        deadline = float("inf") if duration is None else time.monotonic() + duration
         try:
-            while not self._stopped.wait(0.5):
-                pass
+            while not self._stopped.wait(max(0.0, min(0.5, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    break
         except KeyboardInterrupt:
-            self.stop()
+            pass
+        finally:
+            if not self._stopped.is_set():
+                self.stop()
         if self._failure is not None:
             raise self._failure
 
