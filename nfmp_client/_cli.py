@@ -18,13 +18,14 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
 
 import attrs
 
 from ._client import Handler, NfmpClient
+from ._clock import utc_now
 from ._config import ClientConfig
 from ._coordinator import default_state_dir
 from ._events import (
@@ -85,7 +86,7 @@ class _Printer(Handler):
         self._lock = threading.Lock()
 
     def _emit(self, kind: str, colour_key: str, text: str, fields: dict[str, Any]) -> None:
-        now = datetime.now(timezone.utc)
+        now = utc_now()
         if self._json:
             line = json.dumps({"at": now.isoformat(), "kind": kind, **fields}, default=str, sort_keys=True)
         else:

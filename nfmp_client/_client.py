@@ -24,14 +24,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Final, Union, final
 
 import tenacity
 from attrs import frozen
 
-from ._clock import Clock, MonotonicClock
+from ._clock import Clock, MonotonicClock, utc_now
 from ._codec import EventCodec
 from ._config import BrokerEndpoint, ClientConfig, TerminatePolicy
 from ._coordinator import ResyncCoordinator, Settled
@@ -139,10 +138,6 @@ class Handler:
 
     def on_malformed_message(self, error: MalformedMessage) -> None:
         """Report an undecodable message (*error* keeps its payload); it is acked and the stream goes on."""
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @final
@@ -310,10 +305,11 @@ class NfmpClient:
             ClientStopped: The client gave up reconnecting.
         """
         self.start()
-        deadline = float("inf") if duration is None else time.monotonic() + duration
+        clock = self._clock
+        deadline = float("inf") if duration is None else clock.monotonic() + duration
         try:
-            while not self._stopped.wait(max(0.0, min(0.5, deadline - time.monotonic()))):
-                if time.monotonic() >= deadline:
+            while not clock.wait(self._stopped, max(0.0, min(0.5, deadline - clock.monotonic()))):
+                if clock.monotonic() >= deadline:
                     break
         except KeyboardInterrupt:
             pass
@@ -344,8 +340,7 @@ class NfmpClient:
         if self._supervisor is not None:
             self._supervisor.join(timeout)
         self._resync.close()
-        transport, self._transport = self._transport, None
-        self._resync.disconnected()
+        transport = self._detach()
         if transport is not None:
             transport.close(remove_durable=remove_durable)
             if remove_durable:
@@ -379,10 +374,20 @@ class NfmpClient:
         # A connection outside the supervised one: it delivers nothing and reports nothing.
         return StompTransport(self.config, server, -1, lambda _item: None, lambda: None)
 
-    def _record_loss(self, cause: ConnectionLost) -> None:
+    def _detach(self) -> StompTransport | None:
+        # The current connection stops being the client's: no request waits on it, no watchdog watches it.
+        transport, self._transport = self._transport, None
+        self._resync.disconnected()
+        with self._watch_lock:
+            self._watchdog.stop()
+        return transport
+
+    def _announce_loss(self, cause: ConnectionLost) -> None:
+        # An established connection ended: count it, keep it as the last loss, tell the application.
         self._last_loss = cause
         self._counts["losses"] += 1
         self._losses_by_reason[cause.reason.value] = self._losses_by_reason.get(cause.reason.value, 0) + 1
+        self._call("on_connection_lost", cause)
 
     def _set_state(self, state: ConnectionState, why: str) -> None:
         with self._state_changed:
@@ -482,18 +487,14 @@ class NfmpClient:
                 self._watchdog.observe(last + (now - busy_since))
 
     def _lose(self, reason: LossReason, detail: str) -> None:
-        transport, self._transport = self._transport, None
-        self._resync.disconnected()
-        with self._watch_lock:
-            self._watchdog.stop()
+        transport = self._detach()
         server = str(transport.server) if transport else ""
         if transport is not None:
             transport.abort(reason, detail)  # make sure the socket is gone (reported once only)
         self._lost_at = self._clock.monotonic()
-        cause = ConnectionLost(reason=reason, detail=detail, server=server, at=_now())
-        self._record_loss(cause)
+        cause = ConnectionLost(reason=reason, detail=detail, server=server, at=utc_now())
         log.warning("%s: connection to %s lost: %s: %s", self.config.client_id, server, reason.value, detail)
-        self._call("on_connection_lost", cause)
+        self._announce_loss(cause)
         if reason is LossReason.SESSION_TERMINATED:
             return
         if not self._stopping.is_set():
@@ -505,10 +506,7 @@ class NfmpClient:
     def _return_to_primary(self) -> None:
         # A planned move: close the standby connection gracefully (its durable subscription stays) and let
         # the next connect start from the primary, as every connect does.
-        transport, self._transport = self._transport, None
-        self._resync.disconnected()
-        with self._watch_lock:
-            self._watchdog.stop()
+        transport = self._detach()
         if transport is None:
             return
         transport.close()
@@ -518,11 +516,10 @@ class NfmpClient:
             reason=LossReason.RETURNING_TO_PRIMARY,
             detail=f"the primary {primary} answers again",
             server=str(transport.server),
-            at=_now(),
+            at=utc_now(),
         )
-        self._record_loss(cause)
         log.warning("%s: leaving the standby %s: %s", self.config.client_id, transport.server, cause.detail)
-        self._call("on_connection_lost", cause)
+        self._announce_loss(cause)
         self._set_state(ConnectionState.RECONNECTING, cause.reason.value)
 
     def _receive(self, item: FrameReceived | Lost) -> None:
@@ -540,8 +537,8 @@ class NfmpClient:
             self._inbox.put(item)
 
     def _deliver(self, message: _Decoded) -> None:
-        self.last_message_at = _now()
-        self._last_message_monotonic = self._clock.monotonic()
+        self.last_message_at = utc_now()
+        now = self._last_message_monotonic = self._clock.monotonic()
         self._counts["messages"] += 1
         message_id, ack_id, event = message.message_id, message.ack_id, message.event
         transport = self._transport
@@ -558,9 +555,9 @@ class NfmpClient:
             self._acknowledge(transport, ack_id, message_id)
             return
         if is_system_event(event):
-            self._resync.observe(event, self._clock.monotonic())  # type: ignore[arg-type]
+            self._resync.observe(event, now)  # type: ignore[arg-type]
         else:
-            admitted = self._resync.admit(event, self._clock.monotonic())  # type: ignore[arg-type]
+            admitted = self._resync.admit(event, now)  # type: ignore[arg-type]
             if admitted is None:  # held until the resync completes
                 self._acknowledge(transport, ack_id, message_id)
                 return
@@ -582,10 +579,7 @@ class NfmpClient:
         same, count = self._failing
         count = count + 1 if same == message_id else 1
         self._failing = (message_id, count)
-        transport, self._transport = self._transport, None
-        self._resync.disconnected()
-        with self._watch_lock:
-            self._watchdog.stop()
+        transport = self._detach()
         if transport is not None:
             transport.close()
         retry = self.config.retry
@@ -595,12 +589,11 @@ class NfmpClient:
             detail=f"the handler raised on message {message_id or '(no id)'} ({count} time(s)); "
             f"it is delivered again in {delay:.1f} s",
             server=str(transport.server) if transport else "",
-            at=_now(),
+            at=utc_now(),
         )
-        self._record_loss(cause)
         self._lost_at = self._clock.monotonic()
         log.warning("%s: %s", self.config.client_id, cause.detail)
-        self._call("on_connection_lost", cause)
+        self._announce_loss(cause)
         self._set_state(ConnectionState.RECONNECTING, cause.reason.value)
         self._sleep(delay)
 
@@ -630,18 +623,16 @@ class NfmpClient:
     def _terminated(self, notice: TerminateClientSession) -> None:
         policy = self.config.on_terminate
         log.warning("%s: session terminated by the server; policy %s", self.config.client_id, policy.value)
-        transport, self._transport = self._transport, None
-        self._resync.disconnected()
+        transport = self._detach()
         if transport is not None:
             transport.close()
         cause = ConnectionLost(
             reason=LossReason.SESSION_TERMINATED,
             detail="TerminateClientSession received",
             server=str(transport.server) if transport else "",
-            at=_now(),
+            at=utc_now(),
         )
-        self._record_loss(cause)
-        self._call("on_connection_lost", cause)
+        self._announce_loss(cause)
         if policy is TerminatePolicy.STOP:
             self._set_state(ConnectionState.TERMINATED, "TerminateClientSession")
             self._stopping.wait()  # until the application stops the client
@@ -700,7 +691,7 @@ class NfmpClient:
                 failure = exc
                 self._counts["failed_attempts"] += 1
                 cause = ConnectionLost(
-                    reason=exc.reason, detail=exc.detail, server=str(server), at=_now(), attempt=number
+                    reason=exc.reason, detail=exc.detail, server=str(server), at=utc_now(), attempt=number
                 )
                 self._last_loss = cause
                 log.warning(
@@ -726,7 +717,7 @@ class NfmpClient:
                 "on_connection_restored",
                 ConnectionRestored(
                     server=str(server),
-                    at=_now(),
+                    at=utc_now(),
                     attempts=number,
                     downtime=downtime,
                     session=transport.session,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime, timezone
 from typing import Protocol, final, runtime_checkable
 
 __all__ = ["Clock", "MonotonicClock"]
@@ -25,6 +26,11 @@ class Clock(Protocol):
     def wait(self, event: threading.Event, timeout: float | None) -> bool:
         """Wait until *event* is set or *timeout* seconds have passed; return whether it is set."""
         ...
+
+
+def utc_now() -> datetime:
+    """Return the wall-clock time now, aware UTC (for timestamps shown to people; never for intervals)."""
+    return datetime.now(timezone.utc)
 
 
 @final

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Final, final
 
 import attrs
 from attrs import frozen
 
+from ._clock import utc_now
 from ._config import ClientConfig, ResyncMode
 from ._events import DataEvent, JmsMissedEvents, SystemEvent, SystemInfoEvent
 from ._resync import Due, ResyncReason, ResyncRequest, ResyncRules, ResyncSchedule, Subscription, Trigger
@@ -44,10 +45,6 @@ class Settled:
     epoch: int
     ok: bool
     why: str
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _tagged(event: DataEvent, epoch: int) -> DataEvent:
@@ -124,11 +121,6 @@ class ResyncCoordinator:
         """Data events held for replay now."""
         return len(self._held)
 
-    @property
-    def state_file(self) -> Path:
-        """The file the baseline is kept in."""
-        return self._store.path_for(self._config.client_id)
-
     # ------------------------------------------------------------------------------------------ inputs
 
     def begin(self, now: float) -> None:
@@ -176,7 +168,7 @@ class ResyncCoordinator:
 
     def admit(self, event: DataEvent, now: float) -> DataEvent | None:
         """Return *event* tagged with its epoch to deliver now, or None if it is held for replay."""
-        self._last_event_at = _now()
+        self._last_event_at = utc_now()
         if not self._holding or self._config.resync_mode is ResyncMode.APPLY_LIVE:
             return _tagged(event, self.epoch)
         if len(self._held) >= self._config.hold_limit:
@@ -294,7 +286,7 @@ class ResyncCoordinator:
         self._persist()
         request = ResyncRequest(
             due,
-            at=_now(),
+            at=utc_now(),
             settle=lambda epoch, ok, why: self._settle(Settled(epoch, ok, why)),
             current=lambda: self._schedule.outstanding,
         )
@@ -324,7 +316,7 @@ class ResyncCoordinator:
         last = self._last_event_at
         stamped = baseline if last is None else attrs.evolve(baseline, last_event_at=last)
         try:
-            self._store.save(stamped, now=_now())
+            self._store.save(stamped, now=utc_now())
             self._saved, self._last_event_at = baseline, None
         except StateError as exc:
             log.error("%s: the resync baseline could not be saved: %s", self._config.client_id, exc)
