@@ -1,16 +1,19 @@
 """The client's configuration: one frozen, validated value.
 
 Everything the client does is decided here before it connects, so a bad setting fails at start-up with a
-clear message, not in the middle of a failover at three in the morning. Every interval is configurable (the
-defaults are production values; tests use fractions of a second). The password is never shown in a repr.
+:class:`~nfmp_client.ConfigError` that names the setting, the value and what would be accepted, not in the
+middle of a failover at three in the morning. Every interval is configurable (the defaults are production
+values; tests use fractions of a second). The password is never shown in a repr or an error message.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, TypeGuard
 
 import attrs
 import tenacity
@@ -18,6 +21,7 @@ from attrs import field, frozen
 
 from ._codec import DEFAULT_MAX_MESSAGE_BYTES
 from ._dedup import DEFAULT_DEDUP_WINDOW
+from ._exceptions import ConfigError
 from ._selector import build_selector, validate_client_id
 from ._watchdog import DEFAULT_KEEPALIVE_TIMEOUT
 
@@ -38,10 +42,53 @@ DEFAULT_TOPIC: Final = "5620-SAM-topic-xml"
 """The NFM-P topic that carries every event."""
 DEFAULT_STOMP_PORT: Final = 61613
 
+_ADDRESS: Final = "host:port (no scheme), [IPv6]:port for IPv6"
+_PORT: Final = "a port number from 1 to 65535"
+# Never part of a host name or an IP address: a URL's path, user, query or fragment, or a list separator.
+_NOT_IN_HOST: Final = frozenset("/\\@?#[],;'\"")
+# A URL's user and password ("stomp://oss:secret@host"), which an error message must not repeat.
+_USERINFO: Final = re.compile(r"^(\s*(?:[A-Za-z][A-Za-z0-9+.-]*://)?)[^/]*@")
+
+
+def _without_userinfo(value: object) -> object:
+    """Return *value* with any ``user:password@`` in it replaced by ``***@`` (for an error message)."""
+    return _USERINFO.sub(r"\1***@", value) if isinstance(value, str) else value
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _host_problem(host: object) -> str | None:
+    """Return what would be accepted instead of *host*, or None when it is a usable host name or address."""
+    if not isinstance(host, str) or not host:
+        return "a host name or address (it is empty)" if host == "" else "a host name or address as a str"
+    if any(c.isspace() or not c.isprintable() for c in host):
+        return "a host name or address without whitespace; several servers go in a list of servers"
+    if any(c in _NOT_IN_HOST for c in host):
+        return f"a host name or address, nothing else: {_ADDRESS}"
+    if ":" in host and not _is_ipv6(host):
+        return "a host name or an IPv4 address (no ':'), or an IPv6 address"
+    return None
+
+
+def _is_port(port: object) -> bool:
+    return isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536
+
 
 @frozen(kw_only=True)
 class BrokerEndpoint:
-    """One STOMP server: ``host:port``."""
+    """One STOMP server: ``host:port``.
+
+    Raises:
+        ConfigError: The host is empty, holds whitespace, a scheme, a path, a user or a list, or a colon
+            without being an IPv6 address (field ``host``); the port is not a number from 1 to 65535 (field
+            ``port``).
+    """
 
     host: str
     """The host name or address."""
@@ -50,26 +97,58 @@ class BrokerEndpoint:
 
     def __attrs_post_init__(self) -> None:
         """Validate."""
-        if not self.host or any(c.isspace() for c in self.host):
-            raise ValueError(f"invalid broker host {self.host!r}")
-        if not 0 < self.port < 65536:
-            raise ValueError(f"invalid broker port {self.port!r} for {self.host}")
+        problem = _host_problem(self.host)
+        if problem is not None:
+            raise ConfigError(field="host", value=_without_userinfo(self.host), expected=problem)
+        if not _is_port(self.port):
+            raise ConfigError(field="port", value=self.port, expected=_PORT)
 
     @classmethod
     def parse(cls, text: str) -> BrokerEndpoint:
         """Read ``host:port`` (or ``host``, port 61613; ``[v6addr]:port`` for IPv6).
 
+        Surrounding whitespace is ignored. What cannot be one STOMP server is refused: a URL
+        (``stomp://h:61613``, ``tcp://``, ``ssl://``: TLS is set with ``tls=TlsConfig(...)``), several
+        addresses in one string (``a:1,b:2``: give a list of servers), an IPv6 address without brackets, an
+        empty host, whitespace, a port that is not a number from 1 to 65535.
+
         Raises:
-            ValueError: Not a host with an optional numeric port.
+            ConfigError: Not one host with an optional port (field ``servers``; also a :class:`ValueError`).
+                A ``user:password@`` in *text* is shown as ``***@``.
         """
-        host, port = text.strip(), str(DEFAULT_STOMP_PORT)
-        if host.startswith("["):
-            address, _, rest = host[1:].partition("]")
-            host, port = address, rest.removeprefix(":") or port
-        elif host.count(":") == 1:
-            host, port = host.split(":")
-        if not port.isdigit():
-            raise ValueError(f"invalid broker address {text!r}: the port must be a number")
+
+        def refused(expected: str) -> ConfigError:
+            return ConfigError(field="servers", value=_without_userinfo(text), expected=expected)
+
+        if not isinstance(text, str):
+            raise refused(f"{_ADDRESS}, as a str, or a BrokerEndpoint")
+        address = text.strip()
+        if "://" in address:
+            raise refused(
+                f"{_ADDRESS}; STOMP over TLS (stomp+ssl, ssl) is set with tls=TlsConfig(...), not a scheme"
+            )
+        if "," in address or ";" in address:
+            raise refused(f"one address per server: give a list of servers, each {_ADDRESS}")
+        if any(c.isspace() for c in address):
+            raise refused(f"{_ADDRESS} without whitespace; several servers go in a list of servers")
+        port = str(DEFAULT_STOMP_PORT)
+        if address.startswith("["):
+            host, bracket, rest = address[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                raise refused("[v6addr]:port: the IPv6 address in brackets, then ':' and the port")
+            if rest:
+                port = rest[1:]
+        elif address.count(":") > 1:
+            raise refused("host:port with one ':'; an IPv6 address goes in brackets: [v6addr]:port")
+        else:
+            host, colon, given = address.partition(":")
+            if colon:
+                port = given
+        problem = _host_problem(host)
+        if problem is not None:
+            raise refused(problem)
+        if not (port.isascii() and port.isdigit() and _is_port(int(port))):
+            raise refused(f"host:port with {_PORT}")
         return cls(host=host, port=int(port))
 
     def __str__(self) -> str:
@@ -80,7 +159,17 @@ class BrokerEndpoint:
 def _endpoints(value: Sequence[str | BrokerEndpoint] | str) -> tuple[BrokerEndpoint, ...]:
     if isinstance(value, str):
         value = [value]
+    if not isinstance(value, Iterable):
+        raise ConfigError(
+            field="servers", value=value, expected=f"a list of servers, each {_ADDRESS} or a BrokerEndpoint"
+        )
     return tuple(v if isinstance(v, BrokerEndpoint) else BrokerEndpoint.parse(v) for v in value)
+
+
+def _endpoint_key(server: BrokerEndpoint) -> tuple[str, int]:
+    """Return what makes two servers the same: host (case, trailing dot, IPv6 spelling aside) and port."""
+    host = ipaddress.IPv6Address(server.host).compressed if ":" in server.host else server.host
+    return host.lower().rstrip("."), server.port
 
 
 @frozen(kw_only=True)
@@ -101,7 +190,11 @@ class TlsConfig:
     def __attrs_post_init__(self) -> None:
         """Validate."""
         if self.key_file is not None and self.cert_file is None:
-            raise ValueError("a TLS key file needs its certificate file (cert_file)")
+            raise ConfigError(
+                field="key_file",
+                value=str(self.key_file),
+                expected="a TLS key file only together with its certificate file (cert_file)",
+            )
 
 
 @frozen(kw_only=True)
@@ -120,6 +213,11 @@ class RetryPolicy:
     """Give up after this many failed attempts in a row (None: never give up)."""
     connect_timeout: float = 10.0
     """Seconds one connection attempt (TCP, TLS, STOMP CONNECT, SUBSCRIBE receipt) may take."""
+    failover_after: int = 2
+    """With several servers: after this many connections in a row to one server that ended before delivering
+    a single message, the next server is tried first (a server that accepts but cannot serve, such as a
+    standby bridge). A keep-alive watchdog expiry fails over at once. Each round of attempts tries every
+    server, starting from the one that worked last."""
     wait: tenacity.wait.wait_base | None = field(default=None, eq=False)
     """A tenacity wait strategy that replaces the backoff above, e.g. ``tenacity.wait_fixed(5)`` or
     ``tenacity.wait_random_exponential(max=60)``; None: the backoff above."""
@@ -129,14 +227,31 @@ class RetryPolicy:
 
     def __attrs_post_init__(self) -> None:
         """Validate."""
-        if self.initial_delay < 0 or self.max_delay < self.initial_delay or self.jitter < 0:
-            raise ValueError("retry delays must satisfy 0 <= initial_delay <= max_delay and jitter >= 0")
-        if self.multiplier < 1:
-            raise ValueError(f"the retry multiplier must be at least 1, got {self.multiplier!r}")
-        if self.max_attempts is not None and self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1 or None, got {self.max_attempts!r}")
-        if not self.connect_timeout > 0:
-            raise ValueError(f"connect_timeout must be positive, got {self.connect_timeout!r}")
+        if not _is_number(self.initial_delay) or not self.initial_delay >= 0:
+            raise ConfigError(field="initial_delay", value=self.initial_delay, expected="seconds >= 0")
+        if not _is_number(self.max_delay) or not self.max_delay >= self.initial_delay:
+            raise ConfigError(
+                field="max_delay",
+                value=self.max_delay,
+                expected=f"seconds, at least initial_delay ({self.initial_delay!r}): "
+                "0 <= initial_delay <= max_delay",
+            )
+        if not _is_number(self.jitter) or not self.jitter >= 0:
+            raise ConfigError(field="jitter", value=self.jitter, expected="seconds >= 0")
+        if not _is_number(self.multiplier) or not self.multiplier >= 1:
+            raise ConfigError(field="multiplier", value=self.multiplier, expected="a number of at least 1")
+        if self.max_attempts is not None and not (_is_integer(self.max_attempts) and self.max_attempts >= 1):
+            raise ConfigError(
+                field="max_attempts",
+                value=self.max_attempts,
+                expected="an integer of at least 1, or None to never give up",
+            )
+        if not _is_number(self.connect_timeout) or not self.connect_timeout > 0:
+            raise ConfigError(field="connect_timeout", value=self.connect_timeout, expected="seconds > 0")
+        if not (_is_integer(self.failover_after) and self.failover_after >= 1):
+            raise ConfigError(
+                field="failover_after", value=self.failover_after, expected="an integer of at least 1"
+            )
 
 
 class TerminatePolicy(enum.Enum):
@@ -214,19 +329,49 @@ ARTEMIS: Final = BrokerDialect(
 """Apache ActiveMQ Artemis: ``durable-subscription-name``, ``consumer-window-size`` (bytes)."""
 
 
-def _positive(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
+_Validator = Callable[[object, "attrs.Attribute[Any]", object], None]
 
 
-def _at_least_one(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value >= 1:
-        raise ValueError(f"{attribute.name} must be at least 1, got {value!r}")
+def _positive(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not _is_number(value) or not value > 0:
+        raise ConfigError(field=attribute.name, value=value, expected="seconds > 0")
 
 
-def _heartbeats(_instance: object, _attribute: object, value: tuple[int, int]) -> None:
-    if len(value) != 2 or any(v < 0 for v in value):
-        raise ValueError(f"heartbeats must be two milliseconds values >= 0 (send, receive), got {value!r}")
+def _at_least_one(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not _is_number(value) or not value >= 1:
+        raise ConfigError(field=attribute.name, value=value, expected="a number of at least 1")
+
+
+def _at_least(minimum: float, what: str) -> _Validator:
+    """Return a validator that refuses anything but a number of at least *minimum*, described as *what*."""
+
+    def validate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not _is_number(value) or not value >= minimum:
+            raise ConfigError(field=attribute.name, value=value, expected=f"{what} >= {minimum!r}")
+
+    return validate
+
+
+def _heartbeats(_instance: object, _attribute: object, value: object) -> None:
+    if not (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == 2
+        and all(_is_number(v) and v >= 0 for v in value)
+    ):
+        raise ConfigError(
+            field="heartbeats",
+            value=value,
+            expected="two millisecond values >= 0, (send, receive); 0 turns one off",
+        )
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_integer(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @frozen(kw_only=True)
@@ -238,6 +383,10 @@ class ClientConfig:
         ClientConfig(servers=["nfmp-a:61613", "nfmp-b:61613"], username="oss",
                      password=os.environ["NFMP_PASSWORD"], client_id="oss1@1",
                      topic="5620-SAM-topic-xml", durable=True)
+
+    Raises:
+        ConfigError: A setting cannot work; the exception names it (``field``), the value and what would be
+            accepted. Also a :class:`ValueError`.
     """
 
     servers: tuple[BrokerEndpoint, ...] = field(converter=_endpoints)
@@ -288,11 +437,11 @@ class ClientConfig:
     resync_on_unknown_state: bool = True
     """Request a resync (``SERVER_STATE_UNKNOWN``) when no SystemInfoEvent came in time: a restart or a
     switchover could not be ruled out. False: only log a warning."""
-    resync_coalesce_window: float = field(default=1.0, validator=attrs.validators.ge(0))
+    resync_coalesce_window: float = field(default=1.0, validator=_at_least(0, "seconds"))
     """Seconds the first trigger waits for others, so that what comes together becomes one request."""
-    resync_min_interval: float = field(default=10.0, validator=attrs.validators.ge(0))
+    resync_min_interval: float = field(default=10.0, validator=_at_least(0, "seconds"))
     """The least number of seconds between two resync requests (spares the server a storm of retrievals)."""
-    hold_limit: int = field(default=100_000, validator=attrs.validators.ge(1))
+    hold_limit: int = field(default=100_000, validator=_at_least(1, "a number of events"))
     """Data events held during a resync (``HOLD_AND_REPLAY``); one more starts the resync over
     (``HOLD_OVERFLOW``) instead of growing memory without bound."""
     prefetch: int = 100
@@ -300,7 +449,8 @@ class ClientConfig:
     returned, so this also bounds the messages waiting for the handler: a slow handler slows the stream down
     and the backlog waits on the broker, not in memory."""
     dedup_window: int = DEFAULT_DEDUP_WINDOW
-    """Message ids remembered to drop redeliveries of messages already handled."""
+    """Message ids remembered to drop redeliveries of messages already handled; at least *prefetch*, so that
+    every message that can be in flight is remembered."""
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     """Larger messages are reported as malformed without being parsed."""
     stomp_headers: Mapping[str, str] = field(factory=dict, hash=False)
@@ -309,18 +459,62 @@ class ClientConfig:
     def __attrs_post_init__(self) -> None:
         """Validate what needs several fields."""
         if not self.servers:
-            raise ValueError("at least one server is needed")
-        if not self.topic or any(c.isspace() or c in "'\"" for c in self.topic):
-            raise ValueError(f"invalid topic {self.topic!r}")
-        if self.prefetch < 1 or self.dedup_window < 1:
-            raise ValueError("prefetch and dedup_window must be at least 1")
-        if self.max_message_bytes < 1:
-            raise ValueError("max_message_bytes must be positive")
+            raise ConfigError(field="servers", value=[], expected=f"at least one server, {_ADDRESS}")
+        seen: set[tuple[str, int]] = set()
+        for server in self.servers:
+            if _endpoint_key(server) in seen:
+                raise ConfigError(
+                    field="servers", value=str(server), expected="each server once (it is listed twice)"
+                )
+            seen.add(_endpoint_key(server))
+        if (
+            not isinstance(self.topic, str)
+            or not self.topic
+            or any(c.isspace() or c in "'\"" for c in self.topic)
+        ):
+            raise ConfigError(
+                field="topic",
+                value=self.topic,
+                expected=f"a topic name without whitespace or quotes ({DEFAULT_TOPIC!r})",
+            )
+        if not _is_integer(self.prefetch) or self.prefetch < 1:
+            raise ConfigError(field="prefetch", value=self.prefetch, expected="an integer of at least 1")
+        if not _is_integer(self.dedup_window) or self.dedup_window < self.prefetch:
+            raise ConfigError(
+                field="dedup_window",
+                value=self.dedup_window,
+                expected=f"an integer of at least prefetch ({self.prefetch}): the dedup window must remember "
+                "every message that can be in flight",
+            )
+        if not _is_integer(self.max_message_bytes) or self.max_message_bytes < 1:
+            raise ConfigError(
+                field="max_message_bytes", value=self.max_message_bytes, expected="a number of bytes >= 1"
+            )
         if (self.username is None) != (self.password is None):
-            raise ValueError("give both username and password, or neither")
+            raise ConfigError(
+                field="username",
+                value=self.username,
+                expected="a username with a password: give both username and password, or neither",
+            )
         if self.subscription_name is not None and not self.subscription_name.strip():
-            raise ValueError("the subscription name must not be blank")
-        build_selector(self.client_id, self.filter)  # raises ValueError on a broken filter
+            raise ConfigError(
+                field="subscription_name",
+                value=self.subscription_name,
+                expected="a name that is not blank, or None for the client id",
+            )
+        if not isinstance(self.filter, str):
+            raise ConfigError(field="filter", value=self.filter, expected="a JMS selector, '' for all events")
+        try:
+            build_selector(self.client_id, self.filter)
+        except ConfigError:
+            raise
+        except ValueError as exc:  # a structurally broken filter
+            raise ConfigError(
+                field="filter",
+                value=self.filter,
+                expected="a JMS selector with balanced parentheses and quotes, no ';' or '--' outside "
+                f"string literals ({exc})",
+            ) from exc
 
     @property
     def selector(self) -> str:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from ._exceptions import ConfigError
+
 __all__ = ["SYSTEM_OBJECT_TYPES", "build_selector", "validate_client_id"]
 
 SYSTEM_OBJECT_TYPES: Final = ("KeepAliveEvent", "StateChangeEvent", "TerminateClientSession")
@@ -36,12 +38,14 @@ def validate_client_id(client_id: str) -> str:
     """Return *client_id* if it has NFM-P's ``name@ID`` form.
 
     Raises:
-        ValueError: It does not (empty, no ``@``, quotes, spaces or control characters).
+        ConfigError: It does not (not a string, empty, no ``@``, quotes, spaces or control characters); also
+            a :class:`ValueError`.
     """
-    if not _CLIENT_ID.fullmatch(client_id):
-        raise ValueError(
-            f"client id {client_id!r} is not of the form name@ID (letters, digits, '_', '.', '-', ':' on "
-            "each side of one '@')"
+    if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):
+        raise ConfigError(
+            field="client_id",
+            value=client_id,
+            expected="the form name@ID (letters, digits, '_', '.', '-', ':' on each side of one '@')",
         )
     return client_id
 
