@@ -4,6 +4,12 @@ Every error the library raises on purpose derives from :class:`~nfmp_client.Nfmp
 caller can do about it::
 
     NfmpError
+     ├── ConfigError              a setting cannot work (also a ValueError)
+     ├── ClientStopped            the client stopped by itself: gave up reconnecting (``last_loss``)
+     │    ├── SessionTerminated   TerminateClientSession, and the policy is to stay stopped (``notice``)
+     │    └── ClientFailed        an internal error (chained)
+     ├── SubscriptionRemovalFailed  decommission() found no server to confirm the removal (``failures``)
+     ├── LifecycleError           a lifecycle call that cannot be honoured now (also a RuntimeError)
      └── ProtocolError            the server (or something pretending to be it) sent something we cannot use
           ├── MalformedMessage    one message could not be decoded; it is kept on the exception for inspection
           └── XmlApiError         an XML API request or response could not be read
@@ -23,12 +29,23 @@ chained with ``raise ... from``, so callers only ever need to catch this family.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._events import TerminateClientSession
+    from ._status import ConnectionLost
 
 __all__ = [
+    "ClientFailed",
+    "ClientStopped",
+    "ConfigError",
+    "LifecycleError",
     "MalformedMessage",
     "NfmpError",
     "ProtocolError",
+    "SessionTerminated",
+    "SubscriptionRemovalFailed",
     "XmlApiError",
     "XmlApiFault",
     "XmlApiHttpError",
@@ -41,6 +58,47 @@ __all__ = [
 
 class NfmpError(Exception):
     """Root of every exception that nfmp_client raises on purpose."""
+
+
+class ConfigError(NfmpError, ValueError):
+    """A setting of the configuration cannot work; it is refused when the configuration is built.
+
+    The message names the setting, the value given and what would be accepted, e.g. ``servers:
+    'stomp://h:61613' is not accepted: expected host:port (no scheme), [IPv6]:port for IPv6``. A password is
+    never shown: for the ``password`` field the value is replaced by ``'***'``, in the message and in
+    ``value`` alike.
+
+    Also a :class:`ValueError`, which is what a caller of a constructor expects for bad input.
+
+    Attributes:
+        field: The setting, as named in :class:`~nfmp_client.ClientConfig` (``servers``, ``prefetch``, ...),
+            or in the class that refused it (``host``, ``key_file``, ...).
+        value: The value given (``'***'`` for a password).
+        expected: What would be accepted instead, in words.
+    """
+
+    field: str
+    value: object
+    expected: str
+
+    def __init__(self, *, field: str, value: object, expected: str) -> None:
+        shown = _MASK if field in _SECRET_FIELDS else value
+        super().__init__(f"{field}: {shown!r} is not accepted: expected {expected}")
+        self.field = field
+        self.value = shown
+        self.expected = expected
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle with the keyword-only fields."""
+        return (_rebuild_config_error, (type(self), self.field, self.value, self.expected))
+
+
+_SECRET_FIELDS: frozenset[str] = frozenset({"password"})
+_MASK = "***"
+
+
+def _rebuild_config_error(cls: type[ConfigError], field: str, value: object, expected: str) -> ConfigError:
+    return cls(field=field, value=value, expected=expected)
 
 
 class ProtocolError(NfmpError):
@@ -180,3 +238,69 @@ class XmlApiResponseTooLarge(XmlApiError):
 
 def _rebuild_too_large(limit: int, size: int | None, url: str) -> XmlApiResponseTooLarge:
     return XmlApiResponseTooLarge(limit=limit, size=size, url=url)
+
+
+class ClientStopped(NfmpError):
+    """The client stopped by itself: it gave up reconnecting.
+
+    The retry policy ran out, or a loss that retrying cannot fix came (a refused login). The base of every way
+    a client ends without being told.
+
+    ``NfmpClient.run_forever()`` raises it; ``NfmpClient.failure`` keeps it.
+    """
+
+    def __init__(self, last_loss: ConnectionLost | None, message: str | None = None) -> None:
+        """Record the last loss (or failed attempt) and say why the client stopped."""
+        super().__init__(
+            message
+            or "the client stopped" + (f": {last_loss.reason.value}: {last_loss.detail}" if last_loss else "")
+        )
+        self.last_loss = last_loss
+        """The loss or failed attempt that made it stop, if any."""
+
+
+class SessionTerminated(ClientStopped):
+    """The server ended this client's session (TerminateClientSession) and the policy is to stay stopped.
+
+    An administrator (or a server-side limit) did it on purpose: the client does not reconnect blindly. Start
+    it again when the reason is understood (see ``ClientConfig.on_terminate`` for other policies).
+    """
+
+    def __init__(self, notice: TerminateClientSession) -> None:
+        """Keep the *notice*."""
+        super().__init__(None, f"the server terminated the session of {notice.client_id or 'this client'}")
+        self.notice = notice
+        """The TerminateClientSession event."""
+
+
+class ClientFailed(ClientStopped):
+    """An internal error stopped the client (a bug: please report it); the error is chained as ``__cause__``.
+
+    The connection was closed; nothing was acknowledged that was not handled.
+    """
+
+    def __init__(self, message: str) -> None:
+        """Say what failed."""
+        super().__init__(None, message)
+
+
+class SubscriptionRemovalFailed(NfmpError):
+    """``NfmpClient.decommission()`` could not delete the durable subscription: no server confirmed it.
+
+    The subscription (and the events stored for it) may still exist; try again, or remove it on the broker.
+    """
+
+    def __init__(self, failures: Sequence[ConnectionLost]) -> None:
+        """Keep each server's *failures*."""
+        reasons = "; ".join(f"{f.server}: {f.reason.value}: {f.detail}" for f in failures) or "no server"
+        super().__init__(f"the durable subscription could not be removed ({reasons})")
+        self.failures = tuple(failures)
+        """Why each server failed, in the order tried."""
+
+
+class LifecycleError(NfmpError, RuntimeError):
+    """A lifecycle call that cannot be honoured now.
+
+    ``start()`` while the last run is still stopping (a callback has not returned), or a blocking call
+    (``run_forever()``, ``start()``) from one of the client's own callbacks.
+    """

@@ -1,11 +1,11 @@
 """The STOMP connection: the only module that imports stomp.py.
 
 stomp.py's weak points are handled here rather than inherited: its listener callbacks run on its receiver
-thread (so ours only stamp and enqueue, never parse or call application code), ``connect(wait=True)`` can wait
-forever (so we wait for CONNECTED ourselves, with a timeout), and it does not reconnect after an established
-connection drops (the client's supervisor does). Every way the connection ends is reported once, as a
-:class:`~nfmp_client.LossReason`, tagged with the connection's epoch so that late news from an old
-connection is never mistaken for the current one.
+thread (so ours only stamp and hand over, never call application code), ``connect(wait=True)`` can wait
+forever (so nothing here waits for CONNECTED: the supervisor bounds it), and it does not reconnect after an
+established connection drops (the supervisor does). Every way the connection ends is reported once, as a
+:class:`~nfmp_client.engine.Lost` with a :class:`~nfmp_client.LossReason`, tagged with the connection's epoch
+so that late news from an old connection is never mistaken for the current one.
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ import logging
 import socket
 import ssl
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Final, final
 
 import stomp
-from attrs import frozen
 
+from ._clock import Clock
 from ._config import BrokerEndpoint, ClientConfig
+from ._engine import AttemptFailed, FrameReceived, Lost, Opened, TransportReport
 from ._status import LossReason
 
-__all__ = ["AttemptFailed", "FrameReceived", "Lost", "StompTransport"]
+__all__ = ["StompTransport", "stomp_transport"]
 
 log = logging.getLogger("nfmp_client.transport")
 
@@ -44,35 +44,8 @@ logging.getLogger("stomp.py").addFilter(_WithholdPasscodes())
 
 _SUBSCRIPTION_ID: Final = "nfmp"
 _CLOSE_TIMEOUT: Final = 5.0
-
-
-@frozen(kw_only=True)
-class FrameReceived:
-    """A MESSAGE frame, as received on connection *epoch*."""
-
-    epoch: int
-    headers: dict[str, str]
-    body: bytes
-
-
-@frozen(kw_only=True)
-class Lost:
-    """Connection *epoch* ended."""
-
-    epoch: int
-    reason: LossReason
-    detail: str
-
-
-class AttemptFailed(Exception):
-    """A connection attempt failed; *reason* says how."""
-
-    def __init__(self, reason: LossReason, detail: str, server: BrokerEndpoint) -> None:
-        """Record why the attempt on *server* failed."""
-        super().__init__(f"{server}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.server = server
+_JOIN_TIMEOUT: Final = 2.0  # stomp.py's threads end within moments of the socket's close
+_NO_SUCH_DURABLE: Final = "no durable subscription exists"  # ActiveMQ's answer to removing nothing
 
 
 def _classify_error(message: str) -> LossReason:
@@ -91,37 +64,32 @@ class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
         self._owner = owner
 
     def on_connected(self, frame: Any) -> None:
-        self._owner._session = frame.headers.get("session", "")
-        self._owner._connected.set()
+        self._owner._on_connected(frame.headers.get("session", ""))
 
     def on_message(self, frame: Any) -> None:
-        self._owner._activity()
-        self._owner._sink(
-            FrameReceived(epoch=self._owner.epoch, headers=dict(frame.headers), body=frame.body)
-        )
+        self._owner._on_message(frame.headers, frame.body)
 
     def on_heartbeat(self) -> None:
-        self._owner._last_heard = time.monotonic()  # the path is alive (not a sign of life from NFM-P)
+        self._owner._heard()  # the path is alive (not a sign of life from NFM-P)
 
     def on_receipt(self, frame: Any) -> None:
-        receipt = frame.headers.get("receipt-id", "")
-        waiter = self._owner._receipts.pop(receipt, None)
-        if waiter is not None:
-            waiter.set()
+        self._owner._on_receipt(frame.headers.get("receipt-id", ""), None)
 
     def on_error(self, frame: Any) -> None:
         body = frame.body or b""
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-        message = frame.headers.get("message", "") or text[:200]
-        self._owner._error = message.strip()
-        self._owner._failed.set()
+        message = (frame.headers.get("message", "") or text[:200]).strip()
+        receipt = frame.headers.get("receipt-id", "")
+        if receipt:
+            self._owner._on_receipt(receipt, message)
+        else:
+            self._owner._on_error(message)
 
     def on_heartbeat_timeout(self) -> None:
         self._owner._heartbeat_timeout = True
 
     def on_disconnected(self) -> None:
-        self._owner._failed.set()
-        self._owner._report_loss()
+        self._owner._on_disconnected()
 
 
 def _end_on_tls_eof(transport: Any) -> None:
@@ -174,15 +142,16 @@ def _tls_problem(config: ClientConfig, server: BrokerEndpoint) -> str | None:
 
 @final
 class StompTransport:
-    """One STOMP connection to one server, subscribed to the configured topic. Used by one supervisor."""
+    """One stomp.py connection to one server, subscribed to the configured topic (a :class:`Transport`)."""
 
     def __init__(
         self,
         config: ClientConfig,
         server: BrokerEndpoint,
+        *,
         epoch: int,
-        sink: Callable[[FrameReceived | Lost], None],
-        on_activity: Callable[[], None],
+        sink: Callable[[TransportReport], None],
+        clock: Clock,
     ) -> None:
         """Prepare a connection; nothing happens before :meth:`open`.
 
@@ -190,66 +159,289 @@ class StompTransport:
             config: The client configuration.
             server: Where to connect.
             epoch: This connection's number; every report carries it.
-            sink: Receives frames and the loss report (called on stomp.py's thread; must not block).
-            on_activity: Called on every MESSAGE from the server (the watchdog's input; heart-beats prove
-                only the broker's path, not NFM-P, so they do not count).
+            sink: Receives the reports (called on stomp.py's thread or the caller's; must not block).
+            clock: The client's clock (arrival times, heart-beat deadlines, waits).
         """
         self.config = config
-        self.server = server
-        self.epoch = epoch
+        self._server = server
+        self._epoch = epoch
         self._sink = sink
-        self._on_activity = on_activity
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._streaming = False  # open() was called: report what happens
+        self._login_failed = False  # the login raised: its teardown's disconnection is not the reason
+        self._fresh = False
+        self._opened = False
+        self._done = False  # reported Lost, or closed/aborted by the owner: report nothing more
         self._connected = threading.Event()
         self._failed = threading.Event()
-        self._receipts: dict[str, threading.Event] = {}
+        self._receipts: dict[str, Callable[[str | None], None]] = {}
+        self._receipt_errors: dict[str, str] = {}  # an ERROR that answered a receipt of a side operation
         self._error = ""
         self._session = ""
         self._heartbeat_timeout = False
-        self._last_heard = time.monotonic()  # any frame or heart-beat from the broker
-        self._closing = False
-        self._abort_reason: tuple[LossReason, str] | None = None
-        self._reported = threading.Lock()
-        self._loss_sent = False
+        self._last_heard = clock.monotonic()  # any frame or heart-beat from the broker
         self._conn: Any = None
+
+    @property
+    def server(self) -> BrokerEndpoint:
+        """Where this connection goes."""
+        return self._server
+
+    @property
+    def epoch(self) -> int:
+        """Return the connection's number."""
+        return self._epoch
 
     @property
     def session(self) -> str:
         """The broker's session id for this connection ("" before it is open)."""
         return self._session
 
-    def _activity(self) -> None:
-        self._last_heard = time.monotonic()
-        self._on_activity()
+    # ------------------------------------------------------------------------------- the stream
 
-    def open(self) -> None:
-        """Connect, log in and subscribe; return when the broker confirmed the subscription.
+    def open(self, *, fresh: bool = False) -> None:
+        """Connect and log in; CONNECTED, the subscription and its receipt follow on stomp.py's thread.
 
-        Raises:
-            AttemptFailed: The server refused, did not answer within the connect timeout, or the TCP/TLS
-                connection failed.
+        Reports :class:`Opened` once the subscription is confirmed, or :class:`Lost` (also at once, on this
+        thread, when the TCP or TLS connection cannot be made).
         """
-        with self._boundary():
+        self._streaming, self._fresh = True, fresh
+        try:
             self._login(with_client_id=True)
+        except AttemptFailed as exc:
+            self._report(exc.reason, exc.detail, failed_login=True)
+
+    def _on_connected(self, session: str) -> None:
+        self._session = session
+        self._last_heard = self._clock.monotonic()
+        self._connected.set()
+        if not self._streaming or self._done:
+            return
+        if self._fresh and self.config.durable_name is not None:
+            self._remove_then_subscribe()
+        else:
             self._subscribe()
 
-    def probe(self) -> None:
-        """Check that the server accepts a login: connect without a client id, then disconnect.
+    def _remove_then_subscribe(self) -> None:
+        # A stale durable subscription (from an earlier stay on this server) goes, with its backlog.
+        def removed(error: str | None) -> None:
+            if error is not None and _NO_SUCH_DURABLE not in error.lower():
+                self._report(_classify_error(error), error)
+                self._abandon()
+                return
+            self._subscribe()
 
-        Without a client id the probe never collides with this client's own connection elsewhere; nothing
-        is subscribed and nothing delivered.
+        self._send_with_receipt(
+            removed,
+            lambda receipt: self._conn.unsubscribe(
+                _SUBSCRIPTION_ID,
+                headers={
+                    **self.config.dialect.remove_durable_headers(self.config.durable_name or ""),
+                    "receipt": receipt,
+                },
+            ),
+        )
+
+    def _subscribe(self) -> None:
+        config = self.config
+
+        def confirmed(error: str | None) -> None:
+            if error is not None:
+                self._report(_classify_error(error), error)
+                self._abandon()
+                return
+            with self._lock:
+                if self._done:
+                    return
+                self._opened = True
+            self._sink(Opened(epoch=self._epoch, session=self._session))
+
+        self._send_with_receipt(
+            confirmed,
+            lambda receipt: self._conn.subscribe(
+                f"/topic/{config.topic}",
+                id=_SUBSCRIPTION_ID,
+                ack="client-individual",
+                headers={
+                    **config.dialect.subscribe_headers(
+                        selector=config.selector,
+                        subscription_name=config.durable_name,
+                        prefetch=config.prefetch,
+                    ),
+                    "receipt": receipt,
+                },
+            ),
+        )
+
+    def _send_with_receipt(self, then: Callable[[str | None], None], send: Callable[[str], None]) -> None:
+        receipt = f"nfmp-{uuid.uuid4().hex[:12]}"
+        self._receipts[receipt] = then
+        try:
+            send(receipt)
+        except (stomp.exception.StompException, OSError) as exc:
+            self._receipts.pop(receipt, None)
+            self._report(LossReason.SOCKET_ERROR, f"{type(exc).__name__}: {exc}")
+            self._abandon()
+
+    def _on_receipt(self, receipt: str, error: str | None) -> None:
+        then = self._receipts.pop(receipt, None)
+        if then is not None:
+            then(error)
+        elif error is not None:
+            self._on_error(error)
+
+    def _on_message(self, headers: dict[str, str], body: bytes) -> None:
+        now = self._clock.monotonic()
+        self._last_heard = now
+        if not self._done:
+            self._sink(FrameReceived(epoch=self._epoch, headers=dict(headers), body=body, at=now))
+
+    def _heard(self) -> None:
+        self._last_heard = self._clock.monotonic()
+
+    def _on_error(self, message: str) -> None:
+        self._error = message
+        self._failed.set()
+        if not self._opened:  # refused while connecting: the broker closes the connection next anyway
+            self._report(_classify_error(message), message)
+            self._abandon()
+
+    def _on_disconnected(self) -> None:
+        self._failed.set()
+        if self._heartbeat_timeout:
+            reason, detail = LossReason.HEARTBEAT_TIMEOUT, "no heart-beat from the broker in time"
+        elif self._error:
+            reason, detail = _classify_error(self._error), self._error
+        elif self._opened:
+            reason, detail = LossReason.SOCKET_ERROR, "the connection was closed"
+        else:
+            reason, detail = LossReason.SOCKET_ERROR, "the broker closed the connection"
+        self._report(reason, detail)
+
+    def _report(self, reason: LossReason, detail: str, *, failed_login: bool = False) -> None:
+        # A login that failed tears its socket down, and stomp.py reports that as a disconnection first:
+        # the login's own reason (a refused certificate, say) is the one to report.
+        with self._lock:
+            if self._done or not self._streaming or (self._login_failed and not failed_login):
+                return
+            self._done = True
+        self._sink(Lost(epoch=self._epoch, reason=reason, detail=detail))
+
+    def ack(self, ack_id: str) -> None:
+        """Acknowledge one message (``client-individual``) by its ``ack`` header; ignored once closed."""
+        conn = self._conn
+        if conn is not None and conn.is_connected():
+            try:
+                conn.ack(ack_id)
+            except (stomp.exception.NotConnectedException, OSError):
+                log.debug("ack of %s not sent: connection %d is gone", ack_id, self._epoch)
+
+    def heartbeat_deadline(self) -> float | None:
+        """When the broker's heart-beats are overdue (``heartbeat_grace`` intervals of total silence).
+
+        stomp.py checks this itself only once per heart-beat interval, so a dead path can take a whole
+        interval more to be reported; the supervisor checks at this deadline.
+        """
+        receive_ms = self.config.heartbeats[1]
+        if not receive_ms or not self._connected.is_set() or self._done:
+            return None
+        return self._last_heard + receive_ms / 1000 * self.config.heartbeat_grace
+
+    def close(self, *, remove_durable: bool = False) -> None:
+        """Disconnect gracefully; the durable subscription stays unless *remove_durable*.
 
         Raises:
-            AttemptFailed: As :meth:`open`.
+            AttemptFailed: *remove_durable* was asked and the broker did not confirm the removal.
+        """
+        with self._lock:
+            self._done = True
+        conn = self._conn
+        if conn is None or not conn.is_connected():
+            self._abandon()
+            if remove_durable:
+                raise AttemptFailed(LossReason.SOCKET_ERROR, "not connected: nothing removed", self._server)
+            return
+        try:
+            if remove_durable:
+                self._unsubscribe_durable()
+            receipt, confirmed = self._receipt()
+            conn.disconnect(receipt=None, headers={"receipt": receipt})
+            self._await(confirmed, _CLOSE_TIMEOUT)
+        except (stomp.exception.NotConnectedException, OSError):
+            pass
+        finally:
+            self._abandon()
+
+    def abort(self) -> None:
+        """Tear the connection down at once; nothing more is reported."""
+        with self._lock:
+            self._done = True
+        self._abandon()
+
+    # ------------------------------------------------------------------------ side operations
+
+    def remove_subscription(self) -> None:
+        """Connect with the client id, delete the durable subscription, disconnect (blocking, bounded).
+
+        Raises:
+            AttemptFailed: The server could not be reached or did not confirm the removal.
+        """
+        try:
+            with self._boundary():
+                self._login(with_client_id=True)
+                self._await_connected()
+                self._unsubscribe_durable()
+        finally:
+            self.close()
+
+    def probe(self) -> None:
+        """Check that the server accepts a login, without a client id, then disconnect (blocking, bounded).
+
+        Raises:
+            AttemptFailed: The server refused or could not be reached.
         """
         try:
             with self._boundary():
                 self._login(with_client_id=False)
+                self._await_connected()
         finally:
             self.close()
 
+    def _unsubscribe_durable(self) -> None:
+        name = self.config.durable_name
+        if name is None:
+            return
+        durable = self.config.dialect.remove_durable_headers(name)
+        # A plain UNSUBSCRIBE first ends this connection's own subscription (ActiveMQ removes only an inactive
+        # durable one); a side connection has none, and ActiveMQ answers a plain one with an ERROR.
+        for headers in ({}, durable) if self._opened else (durable,):
+            receipt, confirmed = self._receipt()
+            self._conn.unsubscribe(_SUBSCRIPTION_ID, headers={**headers, "receipt": receipt})
+            if not self._await(confirmed, _CLOSE_TIMEOUT) or self._receipt_errors.get(receipt):
+                error = self._receipt_errors.get(receipt, "")
+                if error and _NO_SUCH_DURABLE in error.lower():
+                    continue
+                raise AttemptFailed(
+                    LossReason.BROKER_ERROR,
+                    error
+                    or self._error
+                    or "the broker did not confirm the removal of the durable subscription",
+                    self._server,
+                )
+
+    def _await_connected(self) -> None:
+        timeout = self.config.retry.connect_timeout
+        if self._await(self._connected, timeout):
+            return
+        self._abandon()
+        if self._error:
+            raise AttemptFailed(_classify_error(self._error), self._error, self._server)
+        raise AttemptFailed(LossReason.CONNECT_TIMEOUT, f"no CONNECTED within {timeout:g} s", self._server)
+
     @contextlib.contextmanager
     def _boundary(self) -> Iterator[None]:
-        # Nothing but AttemptFailed escapes an attempt.
+        # Nothing but AttemptFailed escapes a side operation.
         try:
             yield
         except AttemptFailed:
@@ -257,22 +449,24 @@ class StompTransport:
         except (stomp.exception.StompException, OSError) as exc:
             self._abandon()
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise AttemptFailed(LossReason.SOCKET_ERROR, detail, self.server) from None
+            raise AttemptFailed(LossReason.SOCKET_ERROR, detail, self._server) from None
+
+    # ------------------------------------------------------------------------------ plumbing
 
     def _login(self, *, with_client_id: bool) -> None:
+        # Opens TCP (and TLS) and sends CONNECT; CONNECTED comes later, on stomp.py's thread.
         config = self.config
-        timeout = config.retry.connect_timeout
         conn = stomp.Connection12(
-            [(self.server.host, self.server.port)],
+            [(self._server.host, self._server.port)],
             heartbeats=config.heartbeats,
             reconnect_attempts_max=1,
-            timeout=timeout,
+            timeout=config.retry.connect_timeout,
             heart_beat_receive_scale=config.heartbeat_grace,
             auto_decode=False,  # bodies stay bytes: the XML parser honours the declared encoding
         )
         if config.tls is not None:
             conn.set_ssl(
-                for_hosts=[(self.server.host, self.server.port)],
+                for_hosts=[(self._server.host, self._server.port)],
                 key_file=str(config.tls.key_file) if config.tls.key_file else None,
                 cert_file=str(config.tls.cert_file) if config.tls.cert_file else None,
                 ca_certs=str(config.tls.ca_file) if config.tls.ca_file else None,
@@ -287,92 +481,41 @@ class StompTransport:
         try:
             conn.connect(config.username, config.password, wait=False, headers=headers)
         except stomp.exception.ConnectFailedException:
+            self._login_failed = True
             self._abandon()
             # stomp.py only logs why (a refused certificate, a missing CA file): ask the TLS layer again.
-            detail = (_tls_problem(config, self.server) if config.tls else None) or "cannot open a connection"
-            raise AttemptFailed(LossReason.SOCKET_ERROR, detail, self.server) from None
-        except (OSError, ssl.SSLError) as exc:
+            detail = (
+                _tls_problem(config, self._server) if config.tls else None
+            ) or "cannot open a connection"
+            raise AttemptFailed(LossReason.SOCKET_ERROR, detail, self._server) from None
+        except (OSError, ssl.SSLError, stomp.exception.StompException) as exc:
+            self._login_failed = True
             self._abandon()
             raise AttemptFailed(
-                LossReason.SOCKET_ERROR, f"{type(exc).__name__}: {exc}", self.server
+                LossReason.SOCKET_ERROR, f"{type(exc).__name__}: {exc}", self._server
             ) from None
-        if not self._await(self._connected, timeout):
-            closed_by_broker = self._failed.is_set()  # before _abandon, which ends the receiver (and sets it)
-            self._abandon()
-            if self._error:
-                raise AttemptFailed(_classify_error(self._error), self._error, self.server)
-            if closed_by_broker:
-                raise AttemptFailed(LossReason.SOCKET_ERROR, "the broker closed the connection", self.server)
-            raise AttemptFailed(LossReason.CONNECT_TIMEOUT, f"no CONNECTED within {timeout:g} s", self.server)
 
-    def _subscribe(self) -> None:
-        config = self.config
-        timeout = config.retry.connect_timeout
-        receipt, confirmed = self._receipt()
-        self._conn.subscribe(
-            f"/topic/{config.topic}",
-            id=_SUBSCRIPTION_ID,
-            ack="client-individual",
-            headers={
-                **config.dialect.subscribe_headers(
-                    selector=config.selector, subscription_name=config.durable_name, prefetch=config.prefetch
-                ),
-                "receipt": receipt,
-            },
-        )
-        if not self._await(confirmed, timeout):
-            self._abandon()
-            detail = self._error or f"the subscription was not confirmed within {timeout:g} s"
-            reason = _classify_error(self._error) if self._error else LossReason.CONNECT_TIMEOUT
-            raise AttemptFailed(reason, detail, self.server)
-        self._error = ""
+    def _receipt(self) -> tuple[str, threading.Event]:
+        """Return a new receipt id and the event set when the broker answers it (an ERROR is kept)."""
+        receipt, answered = f"nfmp-{uuid.uuid4().hex[:12]}", threading.Event()
 
-    def ack(self, ack_id: str) -> None:
-        """Acknowledge one message (``client-individual``) by its ``ack`` header; ignored once closed."""
-        conn = self._conn
-        if conn is not None and conn.is_connected():
-            try:
-                conn.ack(ack_id)
-            except (stomp.exception.NotConnectedException, OSError):
-                log.debug("ack of %s not sent: connection %d is gone", ack_id, self.epoch)
+        def then(error: str | None) -> None:
+            if error is not None:
+                self._receipt_errors[receipt] = error
+            answered.set()
 
-    def close(self, *, remove_durable: bool = False) -> None:
-        """Disconnect gracefully; the durable subscription stays unless *remove_durable*.
+        self._receipts[receipt] = then
+        return receipt, answered
 
-        With *remove_durable* the subscription is deleted on the broker, backlog included.
-
-        Raises:
-            AttemptFailed: *remove_durable* was asked and the broker did not confirm the removal.
-        """
-        self._closing = True
-        conn = self._conn
-        if conn is None or not conn.is_connected():
-            return
-        try:
-            if remove_durable and self.config.durable_name is not None:
-                for headers in ({}, self.config.dialect.remove_durable_headers(self.config.durable_name)):
-                    receipt, confirmed = self._receipt()
-                    conn.unsubscribe(_SUBSCRIPTION_ID, headers={**headers, "receipt": receipt})
-                    if not self._await(confirmed, _CLOSE_TIMEOUT):
-                        raise AttemptFailed(
-                            LossReason.BROKER_ERROR,
-                            self._error
-                            or "the broker did not confirm the removal of the durable subscription",
-                            self.server,
-                        )
-            receipt, confirmed = self._receipt()
-            conn.disconnect(receipt=None, headers={"receipt": receipt})
-            self._await(confirmed, _CLOSE_TIMEOUT)
-        except (stomp.exception.NotConnectedException, OSError):
-            pass
-        finally:
-            self._abandon()
-
-    def abort(self, reason: LossReason, detail: str) -> None:
-        """Tear the connection down at once (the watchdog's verdict); reported as *reason*."""
-        self._abort_reason = (reason, detail)
-        self._abandon()
-        self._report_loss()
+    def _await(self, event: threading.Event, timeout: float) -> bool:
+        # Like event.wait(timeout) on the client's clock, but gives up at once when the connection fails.
+        deadline = self._clock.monotonic() + timeout
+        while not event.is_set():
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 0 or self._failed.is_set():
+                return event.is_set()
+            self._clock.wait(event, min(remaining, 0.02))
+        return True
 
     def _abandon(self) -> None:
         conn = self._conn
@@ -383,48 +526,30 @@ class StompTransport:
             conn.transport.disconnect_socket()
             conn.transport.stop()
         except Exception:  # tearing down: nothing useful to do with a failure
-            log.debug("tearing down connection %d", self.epoch, exc_info=True)
+            log.debug("tearing down connection %d", self._epoch, exc_info=True)
+        self._join_threads(conn)
 
-    def _report_loss(self) -> None:
-        with self._reported:
-            if self._loss_sent or self._closing or not self._connected.is_set():
-                return
-            self._loss_sent = True
-        if self._abort_reason is not None:
-            reason, detail = self._abort_reason
-        elif self._heartbeat_timeout or self._heartbeats_overdue():
-            reason, detail = LossReason.HEARTBEAT_TIMEOUT, "no heart-beat from the broker in time"
-        elif self._error:
-            reason, detail = _classify_error(self._error), self._error
-        else:
-            reason, detail = LossReason.SOCKET_ERROR, "the connection was closed"
-        self._sink(Lost(epoch=self.epoch, reason=reason, detail=detail))
+    @staticmethod
+    def _join_threads(conn: Any) -> None:
+        # stomp.py's receiver and heart-beat threads end once the socket is closed: wait for them (not from
+        # one of them), so that a stopped client leaves no thread behind.
+        current = threading.current_thread()
+        for thread in (getattr(conn.transport, "io_thread", None), getattr(conn, "heartbeat_thread", None)):
+            if isinstance(thread, threading.Thread) and thread is not current and thread.is_alive():
+                thread.join(_JOIN_TIMEOUT)
 
-    def heartbeats_overdue(self) -> bool:
-        """Whether the broker's heart-beats are overdue (``heartbeat_grace`` intervals of total silence).
+    def __repr__(self) -> str:
+        """Show the server and the epoch."""
+        return f"<StompTransport #{self._epoch} {self._server}>"
 
-        stomp.py checks this itself only once per heart-beat interval, so a dead path can take a whole
-        interval more to be reported; the client's watchdog thread asks this several times a second.
-        """
-        return self._connected.is_set() and self._heartbeats_overdue()
 
-    def _heartbeats_overdue(self) -> bool:
-        receive_ms = self.config.heartbeats[1]
-        grace = receive_ms / 1000 * self.config.heartbeat_grace
-        return bool(receive_ms) and time.monotonic() - self._last_heard > grace
-
-    def _receipt(self) -> tuple[str, threading.Event]:
-        """Return a new receipt id and the event the listener sets when the broker confirms it."""
-        receipt, confirmed = f"nfmp-{uuid.uuid4().hex[:12]}", threading.Event()
-        self._receipts[receipt] = confirmed
-        return receipt, confirmed
-
-    def _await(self, event: threading.Event, timeout: float) -> bool:
-        # Like event.wait(timeout), but gives up at once when the connection fails meanwhile.
-        deadline = time.monotonic() + timeout
-        while not event.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._failed.is_set():
-                return False
-            event.wait(min(remaining, 0.02))
-        return True
+def stomp_transport(
+    config: ClientConfig,
+    server: BrokerEndpoint,
+    *,
+    epoch: int,
+    sink: Callable[[TransportReport], None],
+    clock: Clock,
+) -> StompTransport:
+    """Make a stomp.py connection: the default transport factory (a :class:`TransportFactory`)."""
+    return StompTransport(config, server, epoch=epoch, sink=sink, clock=clock)

@@ -11,6 +11,11 @@ demand:
   a resync must arrive at.
 * :class:`SnapshotServer`: the XML API endpoint (``POST /xmlapi/invoke``, ``findFaults`` / ``find``).
 * :class:`FaultProxy`: a loopback TCP proxy that blackholes, resets, delays or idles out a connection.
+* :class:`ManualRunner` with :class:`FakeClock`: a client stepped by the test in virtual time, no threads.
+* :class:`MemoryBroker`: an ActiveMQ-like broker in memory that speaks the transport Protocol (its
+  :class:`MemoryServer` servers publish, refuse, hang, hold, reject logins, fall silent, drop; each
+  :class:`MemoryTransport` is one connection), for those virtual-time tests; the conformance suite holds it
+  to what ActiveMQ does.
 * :class:`ActiveMQAdmin`: the broker-side controls (close a client's connection, remove a durable
   subscription) over ActiveMQ's JMX.
 
@@ -25,6 +30,11 @@ from ._activemq import (
     DurableSubscription as DurableSubscription,
 )
 from ._fake_clock import FakeClock as FakeClock
+from ._memory import (
+    MemoryBroker as MemoryBroker,
+    MemoryServer as MemoryServer,
+    MemoryTransport as MemoryTransport,
+)
 from ._model import (
     ALARM_CLASS as ALARM_CLASS,
     PORT_CLASS as PORT_CLASS,
@@ -33,6 +43,7 @@ from ._model import (
     ServerIdentity as ServerIdentity,
 )
 from ._proxy import FaultProxy as FaultProxy, ProxyMode as ProxyMode, ProxyStats as ProxyStats
+from ._runner import ManualRunner as ManualRunner
 from ._simulator import (
     NFMP_TOPICS as NFMP_TOPICS,
     SimulatedServer as SimulatedServer,
@@ -52,6 +63,10 @@ __all__ = [
     "EventGenerator",
     "FakeClock",
     "FaultProxy",
+    "ManualRunner",
+    "MemoryBroker",
+    "MemoryServer",
+    "MemoryTransport",
     "NetworkModel",
     "ProxyMode",
     "ProxyStats",
