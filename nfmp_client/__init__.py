@@ -10,7 +10,7 @@ Layering (imports point down, data flows up):
 This module only gathers the public names. Everything not listed in ``__all__`` is private.
 """
 
-from ._client import ClientStopped as ClientStopped, Handler as Handler, NfmpClient as NfmpClient
+from ._client import Handler as Handler, NfmpClient as NfmpClient
 from ._clock import Clock as Clock, MonotonicClock as MonotonicClock
 from ._codec import (
     DEFAULT_MAX_MESSAGE_BYTES as DEFAULT_MAX_MESSAGE_BYTES,
@@ -55,9 +55,15 @@ from ._events import (
     is_system_event as is_system_event,
 )
 from ._exceptions import (
+    ClientFailed as ClientFailed,
+    ClientStopped as ClientStopped,
+    ConfigError as ConfigError,
+    LifecycleError as LifecycleError,
     MalformedMessage as MalformedMessage,
     NfmpError as NfmpError,
     ProtocolError as ProtocolError,
+    SessionTerminated as SessionTerminated,
+    SubscriptionRemovalFailed as SubscriptionRemovalFailed,
     XmlApiError as XmlApiError,
     XmlApiFault as XmlApiFault,
     XmlApiHttpError as XmlApiHttpError,
@@ -140,9 +146,11 @@ __all__ = [
     "BrokerDialect",
     "BrokerEndpoint",
     "ClientConfig",
+    "ClientFailed",
     "ClientStatistics",
     "ClientStopped",
     "Clock",
+    "ConfigError",
     "ConnectionLost",
     "ConnectionRestored",
     "ConnectionState",
@@ -161,6 +169,7 @@ __all__ = [
     "HealthStatus",
     "JmsMissedEvents",
     "KeepAliveEvent",
+    "LifecycleError",
     "LossReason",
     "MalformedMessage",
     "MonotonicClock",
@@ -177,11 +186,13 @@ __all__ = [
     "ResyncRules",
     "ResyncSchedule",
     "RetryPolicy",
+    "SessionTerminated",
     "StateError",
     "StateFileCorrupt",
     "StateFileMismatch",
     "StateStore",
     "Subscription",
+    "SubscriptionRemovalFailed",
     "SystemEvent",
     "SystemInfoEvent",
     "TerminateClientSession",

@@ -112,6 +112,11 @@ class ResyncCoordinator:
         """Whether the last requested resync completed and nothing calls for another yet."""
         return self._rules.baseline.in_sync and self._request is None and not self._schedule.pending
 
+    @property
+    def last_server(self) -> str | None:
+        """The server the durable subscription was last used on (this run's, else the saved baseline's)."""
+        return self._rules.baseline.server
+
     def requests_by_reason(self) -> dict[str, int]:
         """Return the resync requests of this process, by main reason."""
         return dict(self._by_reason)
@@ -140,11 +145,15 @@ class ResyncCoordinator:
         self._trigger(self._rules.start(), now)
         self._persist()
 
-    def connected(self, server: str, now: float) -> None:
-        """Record a (re)subscription; a SystemInfoEvent is now expected."""
+    def connected(self, server: str, now: float, *, moved_from: str | None = None) -> None:
+        """Record a (re)subscription on *server*; a SystemInfoEvent is now expected.
+
+        *moved_from*: the durable subscription was last used on that other server; the client discarded any
+        subscription of its name here and subscribed afresh.
+        """
         self._connected = True
         self._system_info_due = now + self._config.system_info_timeout
-        self._trigger(self._rules.connected(server), now)
+        self._trigger(self._rules.connected(server, moved_from=moved_from), now)
         self._persist()
 
     def disconnected(self) -> None:

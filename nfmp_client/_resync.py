@@ -51,7 +51,9 @@ class ResyncReason(enum.Enum):
     """No baseline: the first start of this client id (or its state was removed)."""
     SUBSCRIPTION_CHANGED = "subscription-changed"
     """The topic, selector or durability differs from the last run: the stored events were for another
-    subscription (a broker drops a durable subscription's backlog when it is re-created differently)."""
+    subscription (a broker drops a durable subscription's backlog when it is re-created differently). Also
+    after a move to another server of the configuration (a failover, a return to the primary): the durable
+    subscription there is a new one, so the events of the gap were not kept for it."""
     INCOMPLETE = "incomplete"
     """A resync was requested in an earlier run and never completed."""
     SWITCHOVER = "switchover"
@@ -152,11 +154,20 @@ class ResyncRules:
             )
         return None
 
-    def connected(self, server: str) -> Trigger | None:
-        """Record a (re)subscription on *server*; after the first of this run, it is a reconnection."""
+    def connected(self, server: str, *, moved_from: str | None = None) -> Trigger | None:
+        """Record a (re)subscription on *server*; after the first of this run, it is a reconnection.
+
+        *moved_from*: the durable subscription was last used on another server of the configuration; the
+        one used now is a new one (whatever the old server kept, the gap was not kept here).
+        """
         self._connections += 1
         self._awaiting_system_info = True
         self._baseline = attrs.evolve(self._baseline, server=server)
+        if moved_from is not None and self._subscription.durable:
+            return Trigger(
+                reason=ResyncReason.SUBSCRIPTION_CHANGED,
+                evidence={"old_server": moved_from, "new_server": server},
+            )
         if self._connections > 1 and not self._subscription.durable:
             return Trigger(
                 reason=ResyncReason.SUBSCRIPTION_NOT_DURABLE, evidence={"interruption": "a reconnection"}

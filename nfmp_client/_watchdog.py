@@ -2,7 +2,8 @@
 
 STOMP heart-beats prove that the broker's TCP path is alive. They cannot tell that NFM-P behind the broker
 (or a bridge in front of it) stopped sending: NFM-P publishes a KeepAliveEvent periodically, and Nokia's
-advice is to check the server when nothing at all arrived for two minutes (nfmp-jms-facts.md section 3). Any
+advice is to check the server when nothing at all arrived for two minutes (the NFM-P XML API and JMS
+developer guide, chapter "Connection monitoring and error recovery"). Any
 message counts as a sign of life, not only keep-alives.
 
 The watchdog holds no thread and reads no clock: the caller says what time it is. That makes every rule a
@@ -52,6 +53,16 @@ class KeepAliveWatchdog:
         """Record a sign of life (any message from the server) at *now*."""
         if self._last is not None and now > self._last:
             self._last = now
+
+    def pause(self, seconds: float) -> None:
+        """Let *seconds* not count as silence (time the client spent in the application's code).
+
+        While the application's code runs, the client reads nothing and acknowledges nothing (so the broker,
+        its prefetch window full, may send nothing): that is no silence of the server's. Nor is it a sign of
+        life: the silence before it still counts.
+        """
+        if self._last is not None and seconds > 0:
+            self._last += seconds
 
     def last_seen(self) -> float | None:
         """Return when the last sign of life (or the start) was, or None when disarmed."""

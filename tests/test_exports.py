@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 import nfmp_client
+import nfmp_client.engine
 import nfmp_client.testing
 
 # Type aliases are Unions: Python cannot attach a docstring to them at run time. Their documentation is
@@ -23,7 +24,7 @@ def public_names() -> list[str]:
 def test_all_is_complete() -> None:
     """__all__ lists every public name once, and nothing public is left out."""
     exported = set(nfmp_client.__all__)
-    submodules = {"testing", "metrics"}  # public modules of their own, imported on demand
+    submodules = {"testing", "metrics", "engine"}  # public modules of their own, imported on demand
     visible = {name for name in vars(nfmp_client) if not name.startswith("_") and name not in submodules}
 
     assert len(exported) == len(nfmp_client.__all__)
@@ -73,6 +74,20 @@ def test_testing_all_is_complete() -> None:
 
     assert len(exported) == len(nfmp_client.testing.__all__)
     assert visible == exported
+
+
+def test_engine_all_is_complete() -> None:
+    """nfmp_client.engine lists every public name once; each class and function says it lives there."""
+    exported = set(nfmp_client.engine.__all__)
+    visible = {name for name in vars(nfmp_client.engine) if not name.startswith("_")}
+
+    assert len(exported) == len(nfmp_client.engine.__all__)
+    assert visible == exported
+    for name in exported:
+        obj = getattr(nfmp_client.engine, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            assert inspect.getdoc(obj), f"{name} has no docstring"
+            assert obj.__module__ == "nfmp_client.engine", name
 
 
 @pytest.mark.parametrize("name", sorted(nfmp_client.testing.__all__))

@@ -55,3 +55,33 @@ def test_watch_prints_events_resyncs_and_connections_as_json(
     events = [line for line in lines if line["kind"] == "event"]
     assert [e["event"] for e in events] == [type(e).__name__ for e in sent]
     assert {e["epoch"] for e in events} <= {0, 1}  # before the first resync request, or after it
+
+
+def test_watch_ends_when_an_administrator_terminates_the_session(
+    broker: BrokerInfo, server: SimulatedServer, tmp_path: Path
+) -> None:
+    """TerminateClientSession: `watch` (no --seconds) exits by itself, non-zero, saying why; it used to hang."""
+    client_id = f"watch-{uuid.uuid4().hex[:8]}@1"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nfmp_client._cli",
+            "watch",
+            *("--server", f"{broker.host}:{broker.port}"),
+            *("--client-id", client_id),
+            *("--state-dir", str(tmp_path)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        server.wait_for_subscriber(client_id, timeout=10)
+        server.terminate(client_id)
+        _stdout, stderr = process.communicate(timeout=20)
+    finally:
+        process.kill()
+
+    assert process.returncode != 0
+    assert "terminated the session" in stderr

@@ -400,14 +400,20 @@ class Mirror(Handler):
         self.copy.apply(event)
 
 
-def converged(client: NfmpClient, mirror: Mirror, truth: NetworkModel, timeout: float = WAIT) -> None:
-    """Wait until the client is in sync and the mirror equals the simulator's truth."""
+def converged(
+    client: NfmpClient, mirror: Mirror, truth: NetworkModel, resyncs: int, timeout: float = WAIT
+) -> None:
+    """Wait until the mirror has done *resyncs* resyncs, the client is in sync and the mirror equals the truth.
+
+    Counting the resyncs matters: right after a reconnect, before the server's SystemInfoEvent is judged, the
+    client still says it is in sync, and live events may already have made the mirror equal the truth.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         same = mirror.copy.alarms() == truth.alarms() and mirror.copy.objects(PORT_CLASS) == truth.objects(
             PORT_CLASS
         )
-        if same and synced(client):
+        if same and synced(client) and len(mirror.reasons) >= resyncs:
             return
         time.sleep(0.05)
     raise AssertionError(
@@ -429,19 +435,19 @@ def test_a_mirror_rebuilt_from_snapshots_and_events_equals_the_truth(
         try:
             server.wait_for_subscriber(config.client_id)
             server.generate(10)
-            converged(client, mirror, server.model)
+            converged(client, mirror, server.model, resyncs=1)
 
             server.restart()
             server.generate(5)
-            converged(client, mirror, server.model)
+            converged(client, mirror, server.model, resyncs=2)
 
             server.overflow(config.client_id, 5)  # these five never reach the client
             server.generate(3)
-            converged(client, mirror, server.model)
+            converged(client, mirror, server.model, resyncs=3)
 
             server.switchover()
             server.generate(4)
-            converged(client, mirror, server.model)
+            converged(client, mirror, server.model, resyncs=4)
 
             assert mirror.reasons == [
                 ResyncReason.INITIAL,

@@ -1,0 +1,196 @@
+"""The delivery path: one decoded message through de-duplication, the resync, the handler and the ack.
+
+Data flows one way: a message (decoded on the transport's thread) comes in; it is dropped as a duplicate,
+reported as malformed, judged by the resync coordinator (system events), held for a resync or handed to the
+application (data events); then acknowledged. What the supervisor must do next is returned as a value: go
+on, reconnect so that the broker delivers a failed message again, or end the session.
+Runs on the supervisor thread only, like everything it touches.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from typing import Final, Union, final
+
+from attrs import frozen
+
+from ._config import ClientConfig
+from ._coordinator import ResyncCoordinator
+from ._dedup import RecentIds
+from ._engine import Transport
+from ._events import DataEvent, Event, SystemEvent, TerminateClientSession, is_system_event
+from ._exceptions import MalformedMessage
+
+__all__ = ["COUNTERS", "Decoded", "Delivery", "Verdict"]
+
+log = logging.getLogger("nfmp_client")
+
+COUNTERS: Final = (
+    "messages",
+    "events",
+    "system_events",
+    "duplicates",
+    "malformed",
+    "handler_errors",
+    "ignored_notices",
+    "connections",
+    "losses",
+    "failed_attempts",
+)
+"""The client's counters, as in :class:`~nfmp_client.ClientStatistics`."""
+
+
+@frozen
+class Decoded:
+    """A message of connection *epoch*, decoded on the transport's thread: an event or why it is not."""
+
+    epoch: int
+    message_id: str
+    ack_id: str
+    event: Event | MalformedMessage
+    at: float
+    """When it arrived, on the client's clock."""
+
+
+class Verdict(enum.Enum):
+    """What the supervisor does after a message."""
+
+    CONTINUE = "continue"
+    """Handled (or held, or dropped) and acknowledged: go on."""
+    REDELIVER = "redeliver"
+    """The handler raised: not acknowledged; reconnect so that the broker delivers it again, first."""
+    HALTED = "halted"
+    """The client is stopping: not handed to the handler, not acknowledged (delivered again next time)."""
+
+
+@frozen
+class Terminate:
+    """A TerminateClientSession for this client was handled and acknowledged: end the session."""
+
+    notice: TerminateClientSession
+
+
+Outcome = Union[Verdict, Terminate]
+"""What :meth:`Delivery.deliver` returns."""
+
+Call = Callable[[str, object], Union[bool, None]]
+"""Calls a handler method by name: True (returned), False (raised), None (not called: stopping)."""
+
+
+@final
+class Delivery:
+    """Takes one message at a time from the supervisor to the application and back to the broker."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        call: Call,
+        resync: ResyncCoordinator,
+        counts: dict[str, int],
+        clock: Callable[[], float],
+    ) -> None:
+        """Deliver through *call* (the supervisor's fenced handler call), judging with *resync*.
+
+        Args:
+            config: The client configuration.
+            call: Calls the application's callbacks (see :data:`Call`).
+            resync: The resync coordinator.
+            counts: The supervisor's counters, updated here.
+            clock: The client's monotonic clock.
+        """
+        self._config = config
+        self._call = call
+        self._resync = resync
+        self._counts = counts
+        self._clock = clock
+        self._dedup = RecentIds(config.dedup_window)
+        self.events_by_type: dict[str, int] = {}
+        """Data events handed to ``on_event``, by class name."""
+        self.handler_seconds = 0.0
+        """Seconds spent in ``on_event`` in all."""
+        self.handler_max = 0.0
+        """The longest single ``on_event`` call."""
+
+    def deliver(self, message: Decoded, transport: Transport, now: float) -> Outcome:
+        """Take *message* (received on *transport* at *now*) through the path; say what comes next."""
+        self._counts["messages"] += 1
+        message_id, ack_id, event = message.message_id, message.ack_id, message.event
+        if message_id and message_id in self._dedup:
+            self._counts["duplicates"] += 1
+            log.debug("%s: duplicate %s dropped", self._config.client_id, message_id)
+            transport.ack(ack_id)
+            return Verdict.CONTINUE
+        if isinstance(event, MalformedMessage):
+            self._counts["malformed"] += 1
+            log.warning("%s: malformed message %s: %s", self._config.client_id, message_id, event.reason)
+            if self._call("on_malformed_message", event) is None:
+                return Verdict.HALTED
+            self._acknowledge(transport, ack_id, message_id)
+            return Verdict.CONTINUE
+        if is_system_event(event):
+            return self._system(event, transport, ack_id, message_id, now)  # type: ignore[arg-type]
+        admitted = self._resync.admit(event, now)  # type: ignore[arg-type]
+        if admitted is None:  # held until the resync completes
+            self._acknowledge(transport, ack_id, message_id)
+            return Verdict.CONTINUE
+        handled = self.hand_over(admitted)
+        if handled is None:
+            return Verdict.HALTED
+        if not handled:
+            return Verdict.REDELIVER
+        self._acknowledge(transport, ack_id, message_id)
+        return Verdict.CONTINUE
+
+    def hand_over(self, event: DataEvent) -> bool | None:
+        """Call ``on_event`` with *event* and count it; return as :data:`Call` does."""
+        started = self._clock()
+        handled = self._call("on_event", event)
+        if handled is None:
+            return None
+        took = self._clock() - started
+        self.handler_seconds += took
+        self.handler_max = max(self.handler_max, took)
+        if handled:
+            self._counts["events"] += 1
+            kind = type(event).__name__
+            self.events_by_type[kind] = self.events_by_type.get(kind, 0) + 1
+        return handled
+
+    def _system(
+        self, event: SystemEvent, transport: Transport, ack_id: str, message_id: str, now: float
+    ) -> Outcome:
+        if isinstance(event, TerminateClientSession) and not self._addressed_to_us(event):
+            # The selector admits notices addressed to other clients (Nokia's basic selector admits every
+            # TerminateClientSession): obeying one would end this session for someone else's.
+            self._counts["ignored_notices"] += 1
+            log.warning(
+                "%s: TerminateClientSession for %s ignored (not this client)",
+                self._config.client_id,
+                event.client_id,
+            )
+            self._acknowledge(transport, ack_id, message_id)
+            return Verdict.CONTINUE
+        self._resync.observe(event, now)
+        if isinstance(event, TerminateClientSession) and self._call("on_session_terminated", event) is None:
+            return Verdict.HALTED
+        handled = self._call("on_system_event", event)
+        if handled is None:
+            return Verdict.HALTED
+        if not handled:
+            return Verdict.REDELIVER
+        self._counts["system_events"] += 1
+        self._acknowledge(transport, ack_id, message_id)
+        if isinstance(event, TerminateClientSession):
+            return Terminate(event)
+        return Verdict.CONTINUE
+
+    def _addressed_to_us(self, notice: TerminateClientSession) -> bool:
+        return notice.client_id in ("", self._config.client_id)
+
+    def _acknowledge(self, transport: Transport, ack_id: str, message_id: str) -> None:
+        transport.ack(ack_id)
+        if message_id:
+            self._dedup.seen(message_id)

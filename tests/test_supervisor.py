@@ -1,0 +1,623 @@
+"""The client's supervisor, stepped on a fake clock against the in-memory broker: lifecycle, failover, timing.
+
+No thread, no sleep, no socket: every test runs in milliseconds and asserts exact virtual times. The same
+behaviour on a real ActiveMQ broker is proven in tests/integration/test_lifecycle.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nfmp_client import (
+    ClientConfig,
+    ClientStopped,
+    ConnectionLost,
+    ConnectionRestored,
+    ConnectionState,
+    DataEvent,
+    EventHeader,
+    Handler,
+    HealthStatus,
+    LifecycleError,
+    LossReason,
+    NfmpClient,
+    ObjectCreation,
+    ResyncReason,
+    ResyncRequest,
+    RetryPolicy,
+    SessionTerminated,
+    SubscriptionRemovalFailed,
+    SystemEvent,
+    SystemInfoEvent,
+    TerminateClientSession,
+    TerminatePolicy,
+    encode_event,
+)
+from nfmp_client.testing import FakeClock, ManualRunner, MemoryBroker, MemoryServer
+
+A, B = "a.example:61613", "b.example:61613"
+
+
+class Recorder(Handler):
+    """Records every callback with the virtual time it came at; hooks let a test act inside a callback."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.calls: list[tuple[float, str, Any]] = []
+        self.on_event_hook: Callable[[DataEvent], None] | None = None
+        self.on_terminated_hook: Callable[[TerminateClientSession], None] | None = None
+
+    def _record(self, name: str, value: Any) -> None:
+        self.calls.append((self.clock.monotonic(), name, value))
+
+    def on_event(self, event: DataEvent) -> None:
+        self._record("event", event)
+        if self.on_event_hook is not None:
+            self.on_event_hook(event)
+
+    def on_system_event(self, event: SystemEvent) -> None:
+        self._record("system", event)
+
+    def on_resync_required(self, request: ResyncRequest) -> None:
+        self._record("resync", request)
+
+    def on_session_terminated(self, notice: TerminateClientSession) -> None:
+        self._record("terminated", notice)
+        if self.on_terminated_hook is not None:
+            self.on_terminated_hook(notice)
+
+    def on_connection_lost(self, cause: ConnectionLost) -> None:
+        self._record("lost", cause)
+
+    def on_connection_restored(self, info: ConnectionRestored) -> None:
+        self._record("restored", info)
+
+    def of(self, name: str) -> list[Any]:
+        return [value for _, name_, value in self.calls if name_ == name]
+
+    def times(self, name: str) -> list[float]:
+        return [at for at, name_, _ in self.calls if name_ == name]
+
+    def names(self) -> list[str]:
+        """The alarm names of the data events handed over, in order."""
+        return [str(event.attributes["alarmName"]) for event in self.of("event")]
+
+
+class Rig:
+    """A client on a fake clock, an in-memory broker with servers A and B, and a manual runner."""
+
+    def __init__(self, state_dir: Path, **overrides: Any) -> None:
+        self.clock = FakeClock(start=0.0)
+        self.broker = MemoryBroker(self.clock)
+        self.a = self.broker.server(A)
+        self.b = self.broker.server(B)
+        self.runner = ManualRunner(self.clock)
+        settings: dict[str, Any] = {
+            "servers": [A],
+            "client_id": f"oss-{uuid.uuid4().hex[:8]}@1",
+            "heartbeats": (1000, 1000),
+            "heartbeat_grace": 2.5,
+            "keepalive_timeout": 5.0,
+            "retry": RetryPolicy(initial_delay=0.5, max_delay=4.0, jitter=0.0, connect_timeout=2.0),
+            "state_dir": state_dir,
+            "system_info_timeout": 1.0,
+            "resync_coalesce_window": 0.0,
+            "resync_min_interval": 0.0,
+            "primary_check_interval": 10.0,
+        }
+        settings.update(overrides)
+        self.config = ClientConfig(**settings)
+        self.handler = Recorder(self.clock)
+        self.client = self.new_client()
+
+    def new_client(self) -> NfmpClient:
+        return NfmpClient(
+            self.config, self.handler, clock=self.clock, transport=self.broker, runner=self.runner
+        )
+
+    @property
+    def now(self) -> float:
+        return self.clock.monotonic()
+
+    def start(self) -> None:
+        self.client.start()
+        self.runner.run_until_idle()
+
+    def publish(self, server: MemoryServer, *names: str) -> None:
+        for name in names:
+            event = ObjectCreation(
+                header=EventHeader(
+                    event_name="ObjectCreation",
+                    object_type="fm.AlarmObject",
+                    nt_type="NT_ALARM",
+                    category="FAULT",
+                    os_time=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                ),
+                object_class="fm.AlarmInfo",
+                attributes={"alarmName": name, "objectFullName": f"alarm:{name}"},
+            )
+            message = encode_event(event)
+            server.publish(message.body, message.headers)
+        self.runner.run_until_idle()
+
+    def system_info(self, server: MemoryServer, start: str = "1000", primary: str = "10.0.0.1") -> None:
+        message = encode_event(
+            SystemInfoEvent(sys_start_time=start, jms_start_time=start, sys_primary_ip=primary)
+        )
+        server.publish(message.body, message.headers)
+        self.runner.run_until_idle()
+
+    def terminate(self, server: MemoryServer, client_id: str) -> None:
+        message = encode_event(TerminateClientSession(client_id=client_id))
+        server.publish(message.body, message.headers)
+        self.runner.run_until_idle()
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    made = Rig(tmp_path)
+    yield made
+    made.client.stop()
+
+
+@pytest.fixture
+def make_rig(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
+    made: list[Rig] = []
+
+    def factory(**overrides: Any) -> Rig:
+        made.append(Rig(tmp_path / str(len(made)), **overrides))
+        return made[-1]
+
+    yield factory
+    for each in made:
+        each.client.stop()
+
+
+class TestStart:
+    def test_connects_at_once_and_delivers_in_order(self, rig: Rig) -> None:
+        """start() connects at the same virtual instant; events reach on_event in order and are acked."""
+        rig.start()
+
+        assert rig.client.state is ConnectionState.CONNECTED
+        assert rig.handler.times("restored") == [0.0]
+        rig.publish(rig.a, "one", "two", "three")
+        assert rig.handler.names() == ["one", "two", "three"]
+        assert rig.a.subscriptions() == {(rig.config.client_id, rig.config.client_id): 0}
+
+    def test_refused_attempts_back_off_exponentially_then_give_up(self, make_rig: Callable[..., Rig]) -> None:
+        """A refused server is tried at 0, 0.5, 1.5, 3.5 s; max_attempts ends run_forever with ClientStopped."""
+        rig = make_rig(
+            retry=RetryPolicy(
+                initial_delay=0.5, max_delay=4.0, jitter=0.0, connect_timeout=2.0, max_attempts=4
+            )
+        )
+        rig.a.refuse()
+
+        with pytest.raises(ClientStopped) as stopped:
+            rig.client.run_forever()
+
+        assert rig.handler.times("lost") == [0.0, 0.5, 1.5, 3.5]
+        assert stopped.value.last_loss is not None
+        assert stopped.value.last_loss.reason is LossReason.SOCKET_ERROR
+        assert rig.client.state is ConnectionState.STOPPED
+
+    def test_a_connect_that_hangs_times_out_at_connect_timeout(self, rig: Rig) -> None:
+        """No CONNECTED within connect_timeout: CONNECT_TIMEOUT at exactly 2 s, then a retry 0.5 s later."""
+        rig.a.hang()
+        rig.start()
+        rig.runner.advance(2.0)
+        (lost,) = rig.handler.of("lost")
+        assert lost.reason is LossReason.CONNECT_TIMEOUT
+        assert rig.handler.times("lost") == [2.0]
+
+        rig.a.accept()
+        rig.runner.advance(0.5)
+        assert rig.handler.times("restored") == [2.5]
+
+
+class TestStop:
+    def test_stop_during_a_slow_connect_never_adopts_it(self, rig: Rig) -> None:
+        """stop() while CONNECTED is withheld: STOPPED, and the late CONNECTED opens nothing and calls nothing."""
+        rig.a.hold()
+        rig.start()
+        assert rig.client.health().state is ConnectionState.CONNECTING
+
+        rig.client.stop()
+        rig.a.release()
+        rig.runner.advance(10.0)
+
+        assert rig.client.state is ConnectionState.STOPPED
+        assert rig.handler.of("restored") == []
+        assert rig.broker.open_transports() == []
+        assert rig.a.connections() == []
+
+    def test_start_after_stop_starts_again(self, rig: Rig) -> None:
+        """A stopped client starts again: a new connection, the durable backlog delivered."""
+        rig.start()
+        rig.client.stop()
+        rig.publish(rig.a, "while-away")
+        assert rig.handler.names() == []
+
+        rig.start()
+
+        assert rig.client.state is ConnectionState.CONNECTED
+        assert rig.handler.names() == ["while-away"]
+
+    def test_stop_from_a_callback_stops_when_it_returns(self, rig: Rig) -> None:
+        """stop() in on_event only asks; the client stops after it, hands over nothing more, leaks nothing."""
+        rig.start()
+        rig.handler.on_event_hook = lambda event: rig.client.stop()
+
+        rig.publish(rig.a, "first", "second", "third")
+
+        assert rig.handler.names() == ["first"]
+        assert rig.client.state is ConnectionState.STOPPED
+        assert rig.client.statistics.handler_errors == 0
+        assert rig.broker.open_transports() == []
+        rig.handler.on_event_hook = None
+        rig.start()  # what was not handed over comes again
+        assert rig.handler.names() == ["first", "second", "third"]
+
+    def test_decommission_from_a_callback_removes_the_subscription(self, rig: Rig) -> None:
+        """decommission() in on_session_terminated: the client stops and the durable subscription is gone."""
+        rig.start()
+        rig.handler.on_terminated_hook = lambda notice: rig.client.decommission()
+
+        rig.terminate(rig.a, rig.config.client_id)
+
+        assert rig.client.state is ConnectionState.STOPPED
+        assert rig.a.subscriptions() == {}
+        assert rig.broker.open_transports() == []
+
+    def test_nothing_is_called_after_stop(self, rig: Rig) -> None:
+        """Messages already queued when stop() is called are not handed over (and not acked)."""
+        rig.start()
+        for name in ("x", "y"):
+            message = encode_event(
+                ObjectCreation(object_class="fm.AlarmInfo", attributes={"alarmName": name})
+            )
+            rig.a.publish(message.body, message.headers)  # queued, not yet stepped
+
+        rig.client.stop()
+
+        assert rig.handler.of("event") == []
+        assert rig.a.subscriptions() == {(rig.config.client_id, rig.config.client_id): 2}
+
+    def test_stop_is_idempotent_and_safe_before_start(self, rig: Rig) -> None:
+        """stop() before start, twice, and after a stop, changes nothing and raises nothing."""
+        rig.client.stop()
+        rig.start()
+        rig.client.stop()
+        rig.client.stop()
+
+        assert rig.client.state is ConnectionState.STOPPED
+
+    def test_decommission_without_a_reachable_server_raises_a_public_error(self, rig: Rig) -> None:
+        """Nothing reachable: SubscriptionRemovalFailed lists each server's failure (no private type)."""
+        rig.a.refuse()
+
+        with pytest.raises(SubscriptionRemovalFailed) as failed:
+            rig.client.decommission()
+
+        (failure,) = failed.value.failures
+        assert failure.server == A
+        assert failure.reason is LossReason.SOCKET_ERROR
+
+    def test_run_forever_from_a_callback_is_refused(self, rig: Rig) -> None:
+        """run_forever() inside a callback would wait for itself: LifecycleError, counted as a handler error."""
+        rig.start()
+        errors: list[BaseException] = []
+
+        def reenter(_event: DataEvent) -> None:
+            try:
+                rig.client.run_forever()
+            except LifecycleError as exc:
+                errors.append(exc)
+
+        rig.handler.on_event_hook = reenter
+        rig.publish(rig.a, "one")
+
+        assert len(errors) == 1
+        assert rig.client.state is ConnectionState.CONNECTED
+
+
+class TestTerminate:
+    def test_terminate_ends_run_forever_with_session_terminated(self, rig: Rig) -> None:
+        """TerminateClientSession with the default policy: run_forever raises SessionTerminated; TERMINATED."""
+        rig.start()
+        message = encode_event(TerminateClientSession(client_id=rig.config.client_id))
+        rig.a.publish(message.body, message.headers)
+
+        with pytest.raises(SessionTerminated) as ended:
+            rig.client.run_forever()
+
+        assert ended.value.notice.client_id == rig.config.client_id
+        assert rig.client.state is ConnectionState.TERMINATED
+        assert rig.broker.open_transports() == []
+        assert [loss.reason for loss in rig.handler.of("lost")] == [LossReason.SESSION_TERMINATED]
+        assert rig.client.health().status is HealthStatus.DOWN
+
+    def test_a_notice_for_another_client_is_ignored(self, rig: Rig) -> None:
+        """A TerminateClientSession naming another client id is acked, counted and not obeyed."""
+        rig.start()
+
+        rig.terminate(rig.a, "someone-else@7")
+
+        assert rig.handler.of("terminated") == []
+        assert rig.client.state is ConnectionState.CONNECTED
+        assert rig.client.statistics.ignored_notices == 1
+        assert rig.a.subscriptions() == {(rig.config.client_id, rig.config.client_id): 0}
+
+    def test_a_notice_for_no_one_in_particular_is_obeyed(self, rig: Rig) -> None:
+        """A TerminateClientSession without a client id ends this session."""
+        rig.start()
+
+        rig.terminate(rig.a, "")
+
+        assert rig.client.state is ConnectionState.TERMINATED
+
+    def test_reconnect_after_delay_waits_exactly_the_delay(self, make_rig: Callable[..., Rig]) -> None:
+        """RECONNECT_AFTER_DELAY: the next connection comes terminate_reconnect_delay after the notice."""
+        rig = make_rig(on_terminate=TerminatePolicy.RECONNECT_AFTER_DELAY, terminate_reconnect_delay=7.0)
+        rig.start()
+        rig.runner.advance(1.0)
+        rig.terminate(rig.a, rig.config.client_id)
+
+        rig.runner.advance(10.0)
+
+        assert rig.handler.times("restored") == [0.0, 8.0]
+
+    def test_a_base_exception_in_a_handler_stops_the_client_visibly(self, rig: Rig) -> None:
+        """SystemExit raised by on_event: STOPPED, the cause kept, run_forever raises it, nothing left open."""
+        rig.start()
+
+        def leave(_event: DataEvent) -> None:
+            raise SystemExit(3)
+
+        rig.handler.on_event_hook = leave
+        rig.publish(rig.a, "fatal")
+
+        assert rig.client.state is ConnectionState.STOPPED
+        assert isinstance(rig.client.failure, SystemExit)
+        assert rig.broker.open_transports() == []
+        assert "SystemExit" in rig.client.health().reason
+        with pytest.raises(SystemExit):
+            rig.client.run_forever()
+
+
+class TestFailover:
+    def test_a_silent_first_server_fails_over_to_the_second(self, make_rig: Callable[..., Rig]) -> None:
+        """A server that accepts but delivers nothing: the watchdog expires at 5 s, the next server at 5.5 s."""
+        rig = make_rig(servers=[A, B])
+        rig.start()
+        assert [info.server for info in rig.handler.of("restored")] == [A]
+
+        rig.runner.advance(5.5)
+
+        assert [loss.reason for loss in rig.handler.of("lost")] == [LossReason.WATCHDOG_EXPIRED]
+        assert rig.handler.times("lost") == [5.0]
+        assert [
+            (info.server, at)
+            for at, info in zip(rig.handler.times("restored"), rig.handler.of("restored"), strict=True)
+        ] == [
+            (A, 0.0),
+            (B, 5.5),
+        ]
+        rig.publish(rig.b, "live")
+        assert rig.handler.names() == ["live"]
+
+    def test_the_server_that_worked_last_is_tried_first(self, make_rig: Callable[..., Rig]) -> None:
+        """After a failover to B, a dropped connection reconnects to B, not back to the silent A."""
+        rig = make_rig(servers=[A, B])
+        rig.start()
+        rig.runner.advance(5.5)
+        rig.publish(rig.b, "on-b")
+
+        rig.b.drop()
+        rig.runner.advance(0.5)
+
+        assert [info.server for info in rig.handler.of("restored")] == [A, B, B]
+
+    def test_connections_that_deliver_nothing_fail_over_after_failover_after(
+        self, make_rig: Callable[..., Rig]
+    ) -> None:
+        """Two connections in a row to A that end before delivering anything: the next round starts at B."""
+        rig = make_rig(servers=[A, B])
+        rig.start()
+        rig.a.drop()
+        rig.runner.advance(0.5)
+        rig.a.drop()
+        rig.runner.advance(0.5)
+
+        assert [info.server for info in rig.handler.of("restored")] == [A, A, B]
+
+    def test_a_refused_primary_goes_to_the_standby_in_the_same_round(
+        self, make_rig: Callable[..., Rig]
+    ) -> None:
+        """A refused first server: the second is tried at the same instant, not after a backoff."""
+        rig = make_rig(servers=[A, B])
+        rig.a.refuse()
+        rig.start()
+
+        assert [
+            (info.server, at)
+            for at, info in zip(rig.handler.times("restored"), rig.handler.of("restored"), strict=True)
+        ] == [(B, 0.0)]
+
+    def test_a_move_discards_the_stale_subscription_and_resyncs(self, make_rig: Callable[..., Rig]) -> None:
+        """Back on A after B, A's old backlog (events the client had from B) is discarded and a resync asked."""
+        rig = make_rig(servers=[A, B])
+        rig.start()
+        rig.system_info(rig.a)
+        rig.runner.advance(0.1)
+        rig.publish(rig.a, "on-a")
+        rig.a.drop()
+        rig.a.refuse()
+        rig.runner.advance(0.5)  # on B now
+        rig.system_info(rig.b)
+        rig.publish(rig.a, "stale-on-a")  # A's durable subscription still collects
+        rig.publish(rig.b, "on-b")
+        rig.runner.advance(0.1)
+
+        rig.a.accept()
+        rig.b.drop()
+        rig.b.refuse()
+        rig.runner.advance(0.5)  # back on A
+        rig.system_info(rig.a)
+        rig.runner.advance(0.1)
+
+        assert [info.server for info in rig.handler.of("restored")] == [A, B, A]
+        assert "stale-on-a" not in rig.handler.names()
+        reasons = [request.reason for request in rig.handler.of("resync")]
+        assert reasons == [
+            ResyncReason.INITIAL,
+            ResyncReason.SUBSCRIPTION_CHANGED,
+            ResyncReason.SUBSCRIPTION_CHANGED,
+        ]
+        assert rig.handler.of("resync")[-1].evidence == {"old_server": B, "new_server": A}
+
+    def test_returns_to_the_primary_and_leaves_nothing_on_the_standby(
+        self, make_rig: Callable[..., Rig]
+    ) -> None:
+        """return_to_primary: the probe at 10 s finds A back; the standby's subscription is removed."""
+        rig = make_rig(servers=[A, B], return_to_primary=True, keepalive_timeout=60.0)
+        rig.a.refuse()
+        rig.start()
+        rig.a.accept()
+
+        rig.runner.advance(10.0)
+
+        assert [
+            (info.server, at)
+            for at, info in zip(rig.handler.times("restored"), rig.handler.of("restored"), strict=True)
+        ] == [
+            (B, 0.0),
+            (A, 10.0),
+        ]
+        assert rig.handler.of("lost")[-1].reason is LossReason.RETURNING_TO_PRIMARY
+        assert rig.b.subscriptions() == {}
+
+
+class TestSilence:
+    def test_a_long_handler_is_not_the_servers_silence(self, rig: Rig) -> None:
+        """A handler busy for 8 s (keepalive_timeout 5): no expiry during or right after it; at 13 s it expires."""
+        rig.start()
+        rig.handler.on_event_hook = lambda event: rig.clock.advance(8.0)
+        rig.publish(rig.a, "slow")
+        rig.handler.on_event_hook = None
+        assert rig.now == 8.0
+        assert rig.handler.of("lost") == []
+
+        rig.runner.advance(6.0)
+
+        assert [loss.reason for loss in rig.handler.of("lost")] == [LossReason.WATCHDOG_EXPIRED]
+        assert rig.handler.times("lost") == [13.0]
+
+    def test_silence_counts_from_the_subscription_not_the_connect(self, rig: Rig) -> None:
+        """A subscription confirmed 1.9 s after the connect began: the watchdog runs 5 s from then (6.9 s)."""
+        rig.a.hold()
+        rig.start()
+        rig.runner.advance(1.9)
+        rig.a.release()
+        rig.runner.run_until_idle()
+
+        rig.runner.advance(6.0)
+
+        assert rig.handler.times("lost") == [6.9]
+
+    def test_heartbeat_silence_is_detected_at_its_deadline(self, rig: Rig) -> None:
+        """Heart-beats stop at 1 s: HEARTBEAT_TIMEOUT at 1 + 2.5 intervals of 1 s = 3.5 s exactly."""
+        rig.start()
+        rig.runner.advance(1.0)
+        rig.a.silence_heartbeats()
+
+        rig.runner.advance(3.0)
+
+        assert [loss.reason for loss in rig.handler.of("lost")] == [LossReason.HEARTBEAT_TIMEOUT]
+        assert rig.handler.times("lost") == [3.5]
+
+    def test_a_failing_handler_is_retried_with_growing_delays(self, rig: Rig) -> None:
+        """on_event raising: the connection is reopened after 0.5, 1, 2 s, and the message comes back first."""
+        rig.start()
+        failures = iter(range(3))
+
+        def flaky(_event: DataEvent) -> None:
+            if next(failures, None) is not None:
+                raise RuntimeError("not yet")
+
+        rig.handler.on_event_hook = flaky
+        rig.publish(rig.a, "retry-me", "after")
+        rig.runner.advance(5.0)
+
+        assert rig.handler.times("restored") == [0.0, 0.5, 1.5, 3.5]
+        assert rig.handler.names() == ["retry-me"] * 4 + ["after"]
+
+
+class _EarlyDispatch:
+    """A transport whose broker dispatches a stored message before confirming the subscription."""
+
+    def __init__(self, body: bytes, headers: dict[str, str], **kwargs: Any) -> None:
+        self._kwargs = kwargs
+        self._message = (body, headers)
+        self.acked: list[str] = []
+
+    @property
+    def server(self) -> Any:
+        return self._kwargs["server"]
+
+    @property
+    def epoch(self) -> int:
+        return int(self._kwargs["epoch"])
+
+    def open(self, *, fresh: bool = False) -> None:
+        from nfmp_client.engine import FrameReceived, Opened
+
+        sink, clock = self._kwargs["sink"], self._kwargs["clock"]
+        body, headers = self._message
+        sink(FrameReceived(epoch=self.epoch, headers=headers, body=body, at=clock.monotonic()))
+        sink(Opened(epoch=self.epoch, session="s"))
+
+    def ack(self, ack_id: str) -> None:
+        self.acked.append(ack_id)
+
+    def heartbeat_deadline(self) -> float | None:
+        return None
+
+    def close(self, *, remove_durable: bool = False) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def remove_subscription(self) -> None:
+        pass
+
+    def probe(self) -> None:
+        pass
+
+
+def test_a_message_dispatched_before_the_subscription_receipt_is_delivered(tmp_path: Path) -> None:
+    """A broker may dispatch before it confirms the subscription: that message is handed over, then acked."""
+    rig = Rig(tmp_path)
+    message = encode_event(ObjectCreation(object_class="fm.AlarmInfo", attributes={"alarmName": "early"}))
+    made: list[_EarlyDispatch] = []
+
+    def factory(config: ClientConfig, server: Any, **kwargs: Any) -> _EarlyDispatch:
+        made.append(
+            _EarlyDispatch(message.body, {**message.headers, "message-id": "m1"}, server=server, **kwargs)
+        )
+        return made[-1]
+
+    client = NfmpClient(rig.config, rig.handler, clock=rig.clock, transport=factory, runner=rig.runner)
+    client.start()
+    rig.runner.run_until_idle()
+
+    assert rig.handler.names() == ["early"]
+    assert made[0].acked == ["m1"]
+    client.stop()
