@@ -29,5 +29,5 @@ suppress_warnings = ["autodoc.import_object"]
 nitpick_ignore_regex = [
     (r"py:.*", r"(datetime|enum|collections\.abc|pathlib|os|ssl|threading|time|typing)(\..*)?"),
     (r"py:.*", r"(tenacity|prometheus_client|lxml)\..*"),
-    (r"py:class", r"(Path|AttributeValue|Event|DataEvent|SystemEvent|XmlApiRequest)"),
+    (r"py:class", r"(Path|AttributeValue|Event|DataEvent|SystemEvent|XmlApiRequest|TransportReport)"),
 ]

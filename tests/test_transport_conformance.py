@@ -557,6 +557,9 @@ class TestLateConnected:
 
         harness.undelay()
         assert harness.wait_for(lambda: harness.reports.opened(1), timeout=CONNECT_DELAY + WAIT)
+        deadline = transport.heartbeat_deadline()  # silence counts from CONNECTED, not from open()
+        assert deadline is not None
+        assert deadline > harness.clock.monotonic()
         sent = harness.publish(1)
         assert harness.wait_for(lambda: harness.reports.bodies(1) == sent)
         assert transport.heartbeat_deadline() is not None

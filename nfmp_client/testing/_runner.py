@@ -121,7 +121,7 @@ class ManualRunner:
 
         Raises:
             RuntimeError: Without a timeout, the loop waits for something only another thread could bring,
-                or has not finished within :attr:`horizon`.
+                or has not finished within ``horizon`` virtual seconds.
         """
         loop = self.loop
         started = self.clock.monotonic()

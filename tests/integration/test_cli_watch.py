@@ -17,27 +17,29 @@ from ..conftest import BrokerInfo
 pytestmark = pytest.mark.integration
 
 
-def test_watch_prints_events_resyncs_and_connections_as_json(
-    broker: BrokerInfo, server: SimulatedServer, tmp_path: Path
-) -> None:
-    """--json: one object per line: the connection, the INITIAL resync, the events in order; exit 0."""
-    client_id = f"watch-{uuid.uuid4().hex[:8]}@1"
-    process = subprocess.Popen(
+def watch(broker: BrokerInfo, client_id: str, state_dir: Path, *options: str) -> subprocess.Popen[str]:
+    """`nfmp-client watch` on the test broker, its output captured."""
+    return subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "nfmp_client._cli",
-            "watch",
+            *("-m", "nfmp_client._cli", "watch"),
             *("--server", f"{broker.host}:{broker.port}"),
             *("--client-id", client_id),
-            *("--state-dir", str(tmp_path)),
-            *("--seconds", "4"),
-            "--json",
+            *("--state-dir", str(state_dir)),
+            *options,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_watch_prints_events_resyncs_and_connections_as_json(
+    broker: BrokerInfo, server: SimulatedServer, tmp_path: Path
+) -> None:
+    """--json: one object per line: the connection, the INITIAL resync, the events in order; exit 0."""
+    client_id = f"watch-{uuid.uuid4().hex[:8]}@1"
+    process = watch(broker, client_id, tmp_path, "--seconds", "4", "--json")
     try:
         server.wait_for_subscriber(client_id, timeout=10)
         sent = server.generate(3)
@@ -62,20 +64,7 @@ def test_watch_ends_when_an_administrator_terminates_the_session(
 ) -> None:
     """TerminateClientSession: `watch` (no --seconds) exits by itself, non-zero, saying why; it used to hang."""
     client_id = f"watch-{uuid.uuid4().hex[:8]}@1"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nfmp_client._cli",
-            "watch",
-            *("--server", f"{broker.host}:{broker.port}"),
-            *("--client-id", client_id),
-            *("--state-dir", str(tmp_path)),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = watch(broker, client_id, tmp_path)
     try:
         server.wait_for_subscriber(client_id, timeout=10)
         server.terminate(client_id)
