@@ -22,18 +22,19 @@ from __future__ import annotations
 
 import enum
 import logging
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
-from datetime import datetime
+from contextlib import contextmanager, suppress
+from datetime import datetime, timedelta
 from typing import Final, Union, final
 
 import tenacity
 from attrs import frozen
 
-from ._clock import Clock, utc_now
+from ._clock import Clock, MonotonicClock, utc_now
 from ._codec import EventCodec
 from ._config import BrokerEndpoint, ClientConfig, TerminatePolicy
 from ._coordinator import ResyncCoordinator, Settled
@@ -56,6 +57,7 @@ __all__ = ["Supervisor"]
 log = logging.getLogger("nfmp_client")
 
 _INF: Final = float("inf")
+_BUSY_CHECK: Final = 0.01  # seconds between looks at the deadlines while messages keep coming
 
 
 @frozen
@@ -85,34 +87,54 @@ class _Phase(enum.Enum):
 
 @final
 class _Inbox:
-    """Items from any thread for the supervisor; :attr:`ready` is set while it may hold some."""
+    """Items from any thread for the supervisor, in order.
+
+    A C queue carries them (one put and one get per message, no Python lock); a blocking wait on the real
+    clock is the queue's own. Any other clock (a test's) waits on an event that is set only while someone
+    waits on it, so the stream pays nothing for it.
+    """
 
     def __init__(self) -> None:
-        self._items: deque[_Item] = deque()
-        self.ready = threading.Event()
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._held: deque[_Item] = deque()  # taken off the queue by a wait, not handled yet
+        self._ready = threading.Event()
+        self._watched = False
 
     def put(self, item: _Item) -> None:
-        self._items.append(item)
-        if not self.ready.is_set():  # after the append: a clear racing with it is followed by a second pop
-            self.ready.set()
+        self._queue.put(item)
+        if self._watched:  # read after the put: a waiter that set it checks the queue after setting it
+            self._ready.set()
 
     def pop(self) -> _Item | None:
+        if self._held:
+            return self._held.popleft()
         try:
-            return self._items.popleft()
-        except IndexError:
-            self.ready.clear()
-            try:  # a put between the failed pop and the clear must not be missed
-                item = self._items.popleft()
-            except IndexError:
-                return None
-            self.ready.set()
-            return item
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
+
+    def wait(self, clock: Clock, timeout: float | None) -> None:
+        if self._held or not self._queue.empty():
+            return
+        if isinstance(clock, MonotonicClock):
+            with suppress(queue.Empty):
+                self._held.append(self._queue.get(timeout=timeout))
+            return
+        self._watched = True
+        self._ready.clear()
+        try:
+            if self._queue.empty():
+                clock.wait(self._ready, timeout)
+        finally:
+            self._watched = False
 
     def clear(self) -> None:
-        self._items.clear()
+        self._held.clear()
+        while self.pop() is not None:
+            pass
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._held) + self._queue.qsize()
 
 
 @final
@@ -180,9 +202,9 @@ class Supervisor:
         self._probe_at = _INF
         self._probing = False
         self._early: list[Decoded] = []  # messages of the connection being made, before its confirmation
+        self._next_check = -_INF  # when the deadlines are looked at next while messages keep coming
+        self._idle_until: float | None = None  # the deadline the last idle step found
         self._last_message_at: float | None = None
-        self.last_message_at: datetime | None = None
-        """When the last message of any kind arrived (aware UTC), or None."""
         self.failure: BaseException | None = None
         """Why the client stopped by itself (see :attr:`NfmpClient.failure`), or None."""
         self.removal_error: SubscriptionRemovalFailed | None = None
@@ -209,6 +231,12 @@ class Supervisor:
     def stopping(self) -> bool:
         """Whether a stop was requested and has not taken effect yet."""
         return self._stop_requested.is_set() and not self.finished
+
+    @property
+    def last_message_at(self) -> datetime | None:
+        """When the last message of any kind arrived (aware UTC), or None."""
+        since = self.since_last_message()
+        return None if since is None else utc_now() - timedelta(seconds=since)
 
     def since_last_message(self) -> float | None:
         """Seconds since the last message of any kind, or None."""
@@ -306,25 +334,33 @@ class Supervisor:
 
     def wait(self, timeout: float | None) -> None:
         """Block until an item arrives, the next deadline, or *timeout* seconds of the client's clock."""
-        wait = self.next_deadline() - self._clock.monotonic()
+        due, self._idle_until = self._idle_until, None
+        wait = (self.next_deadline() if due is None else due) - self._clock.monotonic()
         if timeout is not None:
             wait = min(wait, timeout)
         if wait > 0:
-            self._clock.wait(self._inbox.ready, None if wait == _INF else wait)
+            self._inbox.wait(self._clock, None if wait == _INF else wait)
 
     def _step(self) -> bool:
-        # What is due first (a resync request must not wait for a backlog to drain), then one item.
+        # What is due first (a resync request must not wait for a backlog to drain), then one item. While
+        # items stream in, deadlines are looked at every _BUSY_CHECK seconds, not for every message; with
+        # the inbox empty, always (so a test's virtual time sees each deadline at its exact time).
         if self._stop_requested.is_set():
             self._shutdown()
             return True
         now = self._clock.monotonic()
-        fired = self.next_deadline() <= now and self._fire(now)
+        fired, due = False, None
+        if now >= self._next_check or not len(self._inbox):
+            self._next_check = now + _BUSY_CHECK
+            due = self.next_deadline()
+            fired = due <= now and self._fire(now)
         if self._stop_requested.is_set() or self.finished:
             return True
         item = self._inbox.pop()
         if item is not None:
             self._handle(item)
             return True
+        self._idle_until = None if fired else due  # what wait() needs, unless something changed
         return fired
 
     def _handle(self, item: _Item) -> None:
@@ -536,7 +572,6 @@ class Supervisor:
         assert transport is not None  # noqa: S101  # CONNECTED always has one
         self._watchdog.observe(message.at)
         self._last_message_at = message.at
-        self.last_message_at = utc_now()
         self._delivered = True
         started = self._clock.monotonic()  # as _busy(), inline: this is the path of every message
         try:
