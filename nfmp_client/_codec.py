@@ -144,6 +144,11 @@ class EventCodec:
             return _decode_envelope(root, headers)
         except _Invalid as exc:
             raise MalformedMessage(str(exc), payload=payload, headers=headers) from None
+        except (ValueError, TypeError, OverflowError, RecursionError, UnicodeError) as exc:
+            # Whatever the content, nothing but MalformedMessage leaves the codec: one odd value must not
+            # turn into an error that stops the stream.
+            reason = f"a field cannot be read: {type(exc).__name__}: {str(exc)[:200]}"
+            raise MalformedMessage(reason, payload=payload, headers=headers) from exc
 
     def encode(self, event: Event) -> EncodedMessage:
         """Turn an event into the headers and body NFM-P would send for it.
@@ -333,11 +338,13 @@ def _make_header(properties: dict[str, str], stomp_headers: Mapping[str, str]) -
 
 def _parse_epoch_ms(value: str) -> datetime | None:
     digits = value[1:] if value[:1] == "-" else value
-    if not (digits.isascii() and digits.isdigit()):
+    # More than 16 digits is beyond any datetime (year 9999 is 2.5e14 ms), and far more would make int()
+    # itself raise (Python's limit on the digits of a string it converts): not a time, kept as sent.
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 16:
         return None
     try:
         return _EPOCH + int(value) * _ONE_MS
-    except OverflowError:
+    except (OverflowError, ValueError):
         return None
 
 

@@ -277,6 +277,11 @@ class Supervisor:
                 event: Event | MalformedMessage = self._codec.decode(headers, report.body)
             except MalformedMessage as error:
                 event = error
+            except Exception as exc:  # noqa: BLE001  # a codec bug must not stall the stream: report it
+                body = report.body if isinstance(report.body, bytes) else b""
+                event = MalformedMessage(
+                    f"undecodable: {type(exc).__name__}: {exc}", payload=body, headers=headers
+                )
             self._inbox.put(
                 Decoded(report.epoch, message_id, headers.get("ack", message_id), event, report.at)
             )

@@ -535,3 +535,34 @@ class TestThreads:
             thread.join(timeout=60)
 
         assert all(results[slot] == expected for slot in range(4))
+
+
+class TestHostileHeaders:
+    @given(
+        st.dictionaries(
+            st.sampled_from(["MTOSI_osTime", "eventName", "MTOSI_objectType", "ALA_clientId", "MTOSI_NTType"])
+            | st.text(max_size=30),
+            st.text(max_size=50) | st.integers(1, 6000).map(lambda n: "7" * n),
+            max_size=6,
+        ),
+        events,
+    )
+    @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=80)
+    def test_any_headers_decode_or_are_malformed(self, headers: dict[str, str], event: Event) -> None:
+        """Arbitrary STOMP header values (numbers of thousands of digits included) give an event or
+        MalformedMessage, never another exception."""
+        body = encode_event(event).body
+        with contextlib.suppress(MalformedMessage):
+            decode_message(headers, body)
+
+    def test_an_os_time_of_five_thousand_digits_is_kept_not_raised(self) -> None:
+        """An MTOSI_osTime beyond Python's digit limit for int() stays in extra, unread, and raises nothing."""
+        huge = "9" * 5000
+        event = KeepAliveEvent(header=EventHeader(extra={"MTOSI_osTime": huge}))
+        message = encode_event(event)
+
+        for stomp_headers in ({"MTOSI_osTime": huge}, {}):  # in the STOMP headers, or the SOAP header only
+            decoded = decode_message(stomp_headers, message.body)
+
+            assert decoded.header.os_time is None
+            assert decoded.header.extra["MTOSI_osTime"] == huge

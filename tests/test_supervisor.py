@@ -24,6 +24,7 @@ from nfmp_client import (
     EventHeader,
     Handler,
     HealthStatus,
+    KeepAliveEvent,
     LifecycleError,
     LossReason,
     NfmpClient,
@@ -621,3 +622,15 @@ def test_a_message_dispatched_before_the_subscription_receipt_is_delivered(tmp_p
     assert rig.handler.names() == ["early"]
     assert made[0].acked == ["m1"]
     client.stop()
+
+
+def test_a_header_value_of_thousands_of_digits_does_not_stall_the_stream(rig: Rig) -> None:
+    """An MTOSI_osTime of 5,000 digits (beyond int()'s limit) is read as no time; what follows is delivered."""
+    rig.start()
+    message = encode_event(KeepAliveEvent())
+    rig.a.publish(message.body, {**message.headers, "MTOSI_osTime": "9" * 5000})
+    rig.publish(rig.a, "after")
+
+    assert rig.handler.names() == ["after"]
+    assert rig.client.statistics.malformed == 0
+    assert rig.client.state is ConnectionState.CONNECTED
