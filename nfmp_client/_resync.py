@@ -143,7 +143,14 @@ class ResyncRules:
             for name, (old, new) in changed.items():
                 evidence[f"old_{name}"], evidence[f"new_{name}"] = str(old), str(new)
             return Trigger(reason=ResyncReason.SUBSCRIPTION_CHANGED, evidence=evidence)
-        if stored.resync_epoch and not stored.in_sync:
+        if not stored.in_sync and not stored.resync_epoch:
+            # A first run that ended before its initial resync was even requested (it never reached the
+            # broker, or stopped while the request was being coalesced): the initial resync is still owed.
+            return Trigger(
+                reason=ResyncReason.INITIAL,
+                evidence={"detail": "no resync has completed for this client id yet"},
+            )
+        if not stored.in_sync:
             return Trigger(
                 reason=ResyncReason.INCOMPLETE, evidence={"resync_epoch": str(stored.resync_epoch)}
             )

@@ -131,6 +131,12 @@ class TestRules:
         assert trigger.reason is ResyncReason.INCOMPLETE
         assert trigger.evidence == {"resync_epoch": "3"}
 
+    def test_a_first_run_that_never_resynced_still_owes_the_initial_resync(self) -> None:
+        """A baseline saved before any resync was requested (epoch 0, not in sync): INITIAL again."""
+        trigger = ResyncRules(SUB, stored(resync_epoch=0, in_sync=False, sys_start_time=None)).start()
+        assert trigger is not None
+        assert trigger.reason is ResyncReason.INITIAL
+
     def test_no_system_info_in_time(self) -> None:
         """Connected, no SystemInfoEvent within the window: SERVER_STATE_UNKNOWN, once."""
         rules = ResyncRules(SUB, stored())

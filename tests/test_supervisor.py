@@ -634,3 +634,21 @@ def test_a_header_value_of_thousands_of_digits_does_not_stall_the_stream(rig: Ri
     assert rig.handler.names() == ["after"]
     assert rig.client.statistics.malformed == 0
     assert rig.client.state is ConnectionState.CONNECTED
+
+
+def test_a_first_run_that_never_connected_leaves_the_initial_resync_owed(tmp_path: Path) -> None:
+    """Run 1 never reaches a server and stops; run 2, with the same state, asks for the INITIAL resync."""
+    first = Rig(tmp_path)
+    first.a.refuse()
+    first.start()
+    first.runner.advance(2.0)
+    first.client.stop()
+    assert first.handler.of("resync") == []
+
+    second = Rig(tmp_path, client_id=first.config.client_id)
+    second.start()
+    second.system_info(second.a)
+    second.runner.advance(0.1)
+
+    assert [request.reason for request in second.handler.of("resync")] == [ResyncReason.INITIAL]
+    second.client.stop()
