@@ -20,7 +20,7 @@ from ._config import ClientConfig
 from ._coordinator import ResyncCoordinator
 from ._dedup import RecentIds
 from ._engine import Transport
-from ._events import DataEvent, Event, SystemEvent, TerminateClientSession, is_system_event
+from ._events import DataEvent, Event, JmsMissedEvents, SystemEvent, TerminateClientSession, is_system_event
 from ._exceptions import MalformedMessage
 
 __all__ = ["COUNTERS", "Decoded", "Delivery", "Verdict"]
@@ -162,14 +162,17 @@ class Delivery:
     def _system(
         self, event: SystemEvent, transport: Transport, ack_id: str, message_id: str, now: float
     ) -> Outcome:
-        if isinstance(event, TerminateClientSession) and not self._addressed_to_us(event):
-            # The selector admits notices addressed to other clients (Nokia's basic selector admits every
-            # TerminateClientSession): obeying one would end this session for someone else's.
+        addressee = self._other_addressee(event)
+        if addressee is not None:
+            # The selector admits every system event (Nokia's basic selector), those addressed to other
+            # clients included: obeying another client's TerminateClientSession would end this session,
+            # acting on its JmsMissedEvents would resync for nothing.
             self._counts["ignored_notices"] += 1
             log.warning(
-                "%s: TerminateClientSession for %s ignored (not this client)",
+                "%s: %s for %s ignored (not this client)",
                 self._config.client_id,
-                event.client_id,
+                type(event).__name__,
+                addressee,
             )
             self._acknowledge(transport, ack_id, message_id)
             return Verdict.CONTINUE
@@ -187,8 +190,18 @@ class Delivery:
             return Terminate(event)
         return Verdict.CONTINUE
 
-    def _addressed_to_us(self, notice: TerminateClientSession) -> bool:
-        return notice.client_id in ("", self._config.client_id)
+    def _other_addressee(self, event: SystemEvent) -> str | None:
+        # The other client a JmsMissedEvents or TerminateClientSession names (ALA_clientId, or the body's
+        # clientId), or None: this client, or no one in particular.
+        if not isinstance(event, (JmsMissedEvents, TerminateClientSession)):
+            return None
+        names = [event.header.client_id]
+        if isinstance(event, TerminateClientSession):
+            names.append(event.client_id)
+        for name in names:
+            if name not in ("", self._config.client_id):
+                return name
+        return None
 
     def _acknowledge(self, transport: Transport, ack_id: str, message_id: str) -> None:
         transport.ack(ack_id)

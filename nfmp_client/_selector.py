@@ -1,15 +1,17 @@
 """The JMS selector of an NFM-P subscription: own events, broadcast events, and always the system events.
 
-Nokia requires every subscription to carry a "simple filter" starting with
-``ALA_clientId in ('<id>', '')``: the empty id admits broadcast events, the client's own id admits what is
-addressed to it (JmsMissedEvents, TerminateClientSession, SystemInfoEvent). An application filter narrows
-the data events further, but must never shut out the system events the client lives by, so they are OR-ed
-back in (nfmp-jms-facts.md section 4.3)::
+Nokia requires every subscription to carry a "simple filter" with ``ALA_clientId in ('<id>', '')``: the
+empty id admits broadcast events, the client's own id admits what is addressed to it. The system events the
+client lives by (KeepAliveEvent; StateChangeEvent, which carries JmsMissedEvents and SystemInfoEvent;
+TerminateClientSession) must pass whatever else is filtered, and whether or not they carry ``ALA_clientId``
+at all: a message without the property makes ``ALA_clientId in (...)`` unknown, so false. Nokia's basic
+selector (the NFM-P XML API and JMS developer guide) ORs them in unconditionally, and so does this one::
 
-    ALA_clientId in ('oss1@1','') AND ((<application filter>) OR MTOSI_objectType in
-        ('KeepAliveEvent','StateChangeEvent','TerminateClientSession'))
+    (ALA_clientId in ('oss1@1','') AND (<application filter>)) OR MTOSI_objectType in
+        ('KeepAliveEvent','StateChangeEvent','TerminateClientSession')
 
-The system-event clause sits inside the client-id clause: another client's JmsMissedEvents is not ours.
+That clause also admits JmsMissedEvents and TerminateClientSession addressed to *other* clients: the client
+checks the addressee of each and ignores (logs and counts) another client's.
 
 A filter on alarm-only properties (``ALA_alarmType``, ``MTOSI_perceivedSeverity``, ...) drops every non-alarm
 event on the general topics unless it also accepts ``IS NULL``; that is the application's call, documented in
@@ -77,7 +79,8 @@ def build_selector(client_id: str, application_filter: str = "") -> str:
             ``IS NULL`` too on topics that carry non-alarm events, or those are dropped (Nokia's rule).
 
     Returns:
-        The selector. System events (keep-alives, state changes, session termination) always pass.
+        The selector. System events (keep-alives, state changes, session termination) always pass, with or
+        without ``ALA_clientId``.
 
     Raises:
         ValueError: The client id is malformed, or the filter is structurally broken (unbalanced parentheses
@@ -88,6 +91,6 @@ def build_selector(client_id: str, application_filter: str = "") -> str:
     system = "MTOSI_objectType in (" + ",".join(f"'{t}'" for t in SYSTEM_OBJECT_TYPES) + ")"
     application_filter = application_filter.strip()
     if not application_filter:
-        return own
+        return f"{own} OR {system}"
     _check_filter(application_filter)
-    return f"{own} AND (({application_filter}) OR {system})"
+    return f"({own} AND ({application_filter})) OR {system}"

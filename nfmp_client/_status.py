@@ -126,7 +126,7 @@ class ClientStatistics:
     malformed: int = 0
     """Undecodable messages reported to ``on_malformed_message``."""
     ignored_notices: int = 0
-    """TerminateClientSession notices addressed to another client id, acknowledged and ignored."""
+    """JmsMissedEvents and TerminateClientSession addressed to another client id, acknowledged and ignored."""
     handler_errors: int = 0
     """Callbacks that raised (for ``on_event``: the message is redelivered later)."""
     connections: int = 0

@@ -16,6 +16,7 @@ from nfmp_client import (
     RetryPolicy,
     TerminatePolicy,
     TlsConfig,
+    build_selector,
     validate_client_id,
 )
 
@@ -174,7 +175,7 @@ class TestClientConfig:
         assert cfg.heartbeats == (10_000, 10_000)
         assert cfg.on_terminate is TerminatePolicy.STOP
         assert cfg.dialect is ACTIVEMQ
-        assert cfg.selector == "ALA_clientId in ('oss1@1','')"
+        assert cfg.selector == build_selector("oss1@1")
 
     def test_non_durable_has_no_subscription_name(self) -> None:
         """A non-durable subscription has no durable name."""

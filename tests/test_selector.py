@@ -24,16 +24,19 @@ class TestClientId:
 
 class TestBuildSelector:
     def test_without_filter(self) -> None:
-        """Without a filter: Nokia's canonical simple filter."""
-        assert build_selector("oss1@1") == "ALA_clientId in ('oss1@1','')"
+        """Without a filter: Nokia's basic selector, system events admitted with or without ALA_clientId."""
+        assert build_selector("oss1@1") == (
+            "ALA_clientId in ('oss1@1','') OR "
+            "MTOSI_objectType in ('KeepAliveEvent','StateChangeEvent','TerminateClientSession')"
+        )
 
     def test_system_events_pass_any_filter(self) -> None:
-        """The filter narrows data events only; the system event types are OR-ed back in."""
+        """The filter narrows data events only; the system event types are OR-ed in unconditionally."""
         selector = build_selector("oss1@1", "ALA_category = 'FAULT'")
 
         assert selector == (
-            "ALA_clientId in ('oss1@1','') AND ((ALA_category = 'FAULT') OR MTOSI_objectType in "
-            "('KeepAliveEvent','StateChangeEvent','TerminateClientSession'))"
+            "(ALA_clientId in ('oss1@1','') AND (ALA_category = 'FAULT')) OR MTOSI_objectType in "
+            "('KeepAliveEvent','StateChangeEvent','TerminateClientSession')"
         )
         for object_type in SYSTEM_OBJECT_TYPES:
             assert f"'{object_type}'" in selector
@@ -61,4 +64,4 @@ class TestBuildSelector:
         """Parentheses, semicolons and doubled quotes inside string literals are fine."""
         text = "MTOSI_objectName LIKE '%(a;b)%' OR ALA_alarmType = 'it''s'"
 
-        assert f"(({text}) OR" in build_selector("oss1@1", text)
+        assert f"AND ({text})) OR" in build_selector("oss1@1", text)

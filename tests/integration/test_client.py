@@ -619,3 +619,45 @@ def test_the_password_never_reaches_a_log_or_a_repr(
     assert len(caplog.records) > 20  # the capture did see the connection's debug lines
     assert not [r.getMessage() for r in caplog.records if secret in r.getMessage()]
     assert not [text for text in shown if secret in text]
+
+
+def test_system_events_without_a_client_id_property_pass_the_selector(
+    broker: BrokerInfo, recorder: Recorder
+) -> None:
+    """KeepAliveEvent, SystemInfoEvent, JmsMissedEvents and TerminateClientSession sent without ALA_clientId
+    reach the client (Nokia's basic selector admits system events unconditionally), a filter set or not."""
+    from nfmp_client import EventHeader, JmsMissedEvents, encode_event
+
+    config = config_for(f"{broker.host}:{broker.port}", filter="ALA_category = 'FAULT'")
+    client = running(config, recorder)
+
+    def header(name: str, object_type: str) -> EventHeader:
+        return EventHeader(event_name=name, object_type=object_type, category="GENERAL")
+
+    events: list[Any] = [
+        KeepAliveEvent(header=header("KeepAliveEvent", "KeepAliveEvent")),
+        SystemInfoEvent(
+            header=header("SystemInfoEvent", "StateChangeEvent"),
+            sys_start_time="1",
+            jms_start_time="1",
+            sys_primary_ip="10.0.0.1",
+        ),
+        JmsMissedEvents(header=header("JmsMissedEvents", "StateChangeEvent")),
+        TerminateClientSession(
+            header=header("TerminateClientSession", "TerminateClientSession"), client_id=config.client_id
+        ),
+    ]
+    publisher = stomp.Connection12([(broker.host, broker.port)], auto_decode=False)
+    publisher.connect(wait=True, headers={"client-id": f"feed-{uuid.uuid4().hex[:6]}"})
+    try:
+        for event in events:
+            message = encode_event(event)
+            headers = {k: v for k, v in message.headers.items() if k != "ALA_clientId"}
+            publisher.send(f"/topic/{config.topic}", message.body, headers=headers)
+
+        received = [type(recorder.system.get(timeout=WAIT)) for _ in events]
+        assert received == [type(event) for event in events]
+        assert recorder.terminated.get(timeout=WAIT).client_id == config.client_id
+    finally:
+        publisher.disconnect()
+        client.stop()
