@@ -92,7 +92,9 @@ from ._state import (
     Baseline as Baseline,
     StateError as StateError,
     StateFileCorrupt as StateFileCorrupt,
+    StateFileLocked as StateFileLocked,
     StateFileMismatch as StateFileMismatch,
+    StateLock as StateLock,
     StateStore as StateStore,
 )
 from ._status import (
@@ -189,7 +191,9 @@ __all__ = [
     "SessionTerminated",
     "StateError",
     "StateFileCorrupt",
+    "StateFileLocked",
     "StateFileMismatch",
+    "StateLock",
     "StateStore",
     "Subscription",
     "SubscriptionRemovalFailed",

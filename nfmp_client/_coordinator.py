@@ -23,7 +23,7 @@ from ._clock import utc_now
 from ._config import ClientConfig, ResyncMode
 from ._events import DataEvent, JmsMissedEvents, SystemEvent, SystemInfoEvent
 from ._resync import Due, ResyncReason, ResyncRequest, ResyncRules, ResyncSchedule, Subscription, Trigger
-from ._state import Baseline, StateError, StateStore
+from ._state import Baseline, StateError, StateLock, StateStore
 
 __all__ = ["ResyncCoordinator", "Settled", "default_state_dir"]
 
@@ -75,6 +75,7 @@ class ResyncCoordinator:
         self._ask_handler = ask
         self._settle = settle
         self._store = StateStore(config.state_dir or default_state_dir())
+        self._lock: StateLock | None = None
         self._subscription = Subscription(
             client_id=config.client_id,
             topic=config.topic,
@@ -132,9 +133,16 @@ class ResyncCoordinator:
         """Load the last run's baseline and judge it (the process starts).
 
         Raises:
+            StateFileLocked: Another client (this process or another) uses this client id and state directory.
             StateError: The state file exists but cannot be used (corrupt, another client id's, unreadable).
         """
-        baseline = self._store.load(self._config.client_id)
+        if self._lock is None or not self._lock.held:
+            self._lock = self._store.lock(self._config.client_id)  # one client per baseline, until close()
+        try:
+            baseline = self._store.load(self._config.client_id)
+        except StateError:
+            self._lock.release()
+            raise
         self._rules = ResyncRules(self._subscription, baseline)
         self._schedule = ResyncSchedule(
             coalesce_window=self._config.resync_coalesce_window,
@@ -262,8 +270,12 @@ class ResyncCoordinator:
         )
 
     def close(self) -> None:
-        """Persist the baseline one last time, with the time of the last event (the client stops)."""
-        self._persist(force=self._last_event_at is not None)
+        """Persist the baseline one last time, with the time of the last event, and let the state file go."""
+        try:
+            self._persist(force=self._last_event_at is not None)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     # ------------------------------------------------------------------------------------------ inside
 

@@ -21,7 +21,8 @@ caller can do about it::
                └── XmlApiResponseTooLarge     the answer exceeds the client's size limit (not read further)
      └── StateError               the persisted state cannot be used (in ``_state``)
           ├── StateFileCorrupt    not a state file this version can read
-          └── StateFileMismatch   another client id's state file
+          ├── StateFileMismatch   another client id's state file
+          └── StateFileLocked     another client uses this client id's state file now (``holder``)
 
 Errors from the libraries underneath (lxml, stomp.py) are translated at the boundary where they happen and
 chained with ``raise ... from``, so callers only ever need to catch this family.

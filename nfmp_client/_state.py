@@ -12,11 +12,13 @@ mix. A file that cannot be read is reported as :class:`StateFileCorrupt`; a file
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import socket
 import urllib.parse
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final, final
 
@@ -25,7 +27,16 @@ from attrs import frozen
 
 from ._exceptions import NfmpError
 
-__all__ = ["STATE_FORMAT", "Baseline", "StateError", "StateFileCorrupt", "StateFileMismatch", "StateStore"]
+__all__ = [
+    "STATE_FORMAT",
+    "Baseline",
+    "StateError",
+    "StateFileCorrupt",
+    "StateFileLocked",
+    "StateFileMismatch",
+    "StateLock",
+    "StateStore",
+]
 
 STATE_FORMAT: Final = 1
 """The version of the state file's layout; a file of a newer version is refused, not misread."""
@@ -53,6 +64,54 @@ class StateFileCorrupt(StateError):
 
 class StateFileMismatch(StateError):
     """The state file belongs to another client id (two clients configured with one state file)."""
+
+
+class StateFileLocked(StateError):
+    """Another client holds this client id's state file.
+
+    Two processes (or two clients in one process) run with the same client id and state directory: they
+    would overwrite each other's baseline, and the broker would refuse one of them anyway (client id in use).
+    Stop the other one first; ``holder`` says who it is, as it wrote itself into the lock file.
+    """
+
+    def __init__(self, message: str, *, path: Path, holder: str) -> None:
+        """Say who holds the lock of *path*."""
+        super().__init__(message, path=path)
+        self.holder = holder
+        """The holder, as it described itself (``pid 1234 on host-a since 2026-11-30T20:00:00+00:00``)."""
+
+
+@final
+class StateLock:
+    """The exclusive hold of one client id's state file, while a client uses it (see :meth:`StateStore.lock`).
+
+    A lock file beside the state file (the state file itself is replaced on every write) is locked with
+    ``flock``; the operating system releases it when the process ends, however it ends.
+    """
+
+    def __init__(self, path: Path, descriptor: int) -> None:
+        """Hold *descriptor*, locked, for *path*."""
+        self.path = path
+        """The lock file."""
+        self._descriptor: int | None = descriptor
+
+    @property
+    def held(self) -> bool:
+        """Whether it is still held."""
+        return self._descriptor is not None
+
+    def release(self) -> None:
+        """Let the state file go (idempotent)."""
+        descriptor, self._descriptor = self._descriptor, None
+        if descriptor is None:
+            return
+        with contextlib.suppress(OSError):
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)
+
+    def __repr__(self) -> str:
+        """Show the lock file and whether it is held."""
+        return f"<StateLock {self.path} {'held' if self.held else 'released'}>"
 
 
 @frozen(kw_only=True)
@@ -229,6 +288,33 @@ class StateStore:
             raise StateError(f"cannot write the state file: {exc.strerror or exc}", path=path) from exc
         self._sweep(path)
         return written
+
+    def lock(self, client_id: str) -> StateLock:
+        """Hold *client_id*'s state file for this client alone until :meth:`StateLock.release`.
+
+        Raises:
+            StateFileLocked: Another client (in this process or another) holds it.
+            StateError: The lock file cannot be created.
+        """
+        path = self.path_for(client_id).with_suffix(".lock")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateError(f"cannot create the lock file: {exc.strerror or exc}", path=path) from exc
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(descriptor, 512, 0).decode("utf-8", "replace").strip() or "an unknown client"
+            os.close(descriptor)
+            raise StateFileLocked(
+                f"client id {client_id!r} is in use by another client ({holder})", path=path, holder=holder
+            ) from None
+        me = f"pid {os.getpid()} on {socket.gethostname()} since {datetime.now(timezone.utc).isoformat()}"
+        with contextlib.suppress(OSError):
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, me.encode("utf-8"), 0)
+        return StateLock(path, descriptor)
 
     def remove(self, client_id: str) -> bool:
         """Delete the state file of *client_id*; return whether there was one.

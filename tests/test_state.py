@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -16,7 +17,14 @@ import attrs
 import pytest
 from hypothesis import given, strategies as st
 
-from nfmp_client import Baseline, StateError, StateFileCorrupt, StateFileMismatch, StateStore
+from nfmp_client import (
+    Baseline,
+    StateError,
+    StateFileCorrupt,
+    StateFileLocked,
+    StateFileMismatch,
+    StateStore,
+)
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -230,3 +238,52 @@ def test_kill_9_during_writes_never_leaves_an_unreadable_state(tmp_path: Path) -
         assert len(loaded.selector) == 20000
         last_epoch = loaded.resync_epoch
     assert last_epoch > 0
+
+
+class TestLock:
+    def test_a_second_holder_is_refused_naming_the_first(self, tmp_path: Path) -> None:
+        """While one client holds a client id's state file, another lock fails and says who holds it."""
+        store = StateStore(tmp_path)
+        held = store.lock("oss1@1")
+
+        with pytest.raises(StateFileLocked) as refused:
+            StateStore(tmp_path).lock("oss1@1")
+
+        assert f"pid {os.getpid()}" in refused.value.holder
+        held.release()
+        StateStore(tmp_path).lock("oss1@1").release()  # free again
+
+    def test_other_client_ids_are_independent(self, tmp_path: Path) -> None:
+        """Locks are per client id."""
+        store = StateStore(tmp_path)
+        first, second = store.lock("oss1@1"), store.lock("oss2@1")
+
+        assert first.held
+        assert second.held
+        first.release()
+        second.release()
+        first.release()  # idempotent
+        assert not first.held
+
+    def test_a_process_holding_it_keeps_another_process_out(self, tmp_path: Path) -> None:
+        """A lock held by another process refuses this one; when that process dies, the lock is free."""
+        script = (
+            "import sys, time\n"
+            "from nfmp_client import StateStore\n"
+            f"lock = StateStore({str(tmp_path)!r}).lock('oss1@1')\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n"
+        )
+        holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "held"
+            with pytest.raises(StateFileLocked) as refused:
+                StateStore(tmp_path).lock("oss1@1")
+            assert f"pid {holder.pid}" in refused.value.holder
+        finally:
+            holder.kill()
+            holder.wait()
+            if holder.stdout is not None:
+                holder.stdout.close()
+        StateStore(tmp_path).lock("oss1@1").release()  # the kernel let it go with the process

@@ -24,6 +24,7 @@ from nfmp_client import (
     EventHeader,
     Handler,
     HealthStatus,
+    JmsMissedEvents,
     KeepAliveEvent,
     LifecycleError,
     LossReason,
@@ -33,6 +34,7 @@ from nfmp_client import (
     ResyncRequest,
     RetryPolicy,
     SessionTerminated,
+    StateFileLocked,
     SubscriptionRemovalFailed,
     SystemEvent,
     SystemInfoEvent,
@@ -652,3 +654,47 @@ def test_a_first_run_that_never_connected_leaves_the_initial_resync_owed(tmp_pat
 
     assert [request.reason for request in second.handler.of("resync")] == [ResyncReason.INITIAL]
     second.client.stop()
+
+
+def test_a_jms_missed_events_for_another_client_is_ignored(rig: Rig) -> None:
+    """A JmsMissedEvents addressed to another client id (the selector admits it) asks for no resync."""
+    rig.start()
+    rig.system_info(rig.a)
+    rig.runner.advance(0.1)
+    assert [r.reason for r in rig.handler.of("resync")] == [ResyncReason.INITIAL]
+
+    message = encode_event(JmsMissedEvents(header=EventHeader(client_id="someone-else@7")))
+    rig.a.publish(message.body, message.headers)
+    rig.runner.advance(1.0)
+
+    assert [r.reason for r in rig.handler.of("resync")] == [ResyncReason.INITIAL]
+    assert rig.client.statistics.ignored_notices == 1
+
+
+def test_a_jms_missed_events_for_no_one_in_particular_is_obeyed(rig: Rig) -> None:
+    """A JmsMissedEvents without an addressee (no ALA_clientId) asks for a MISSED_EVENTS resync."""
+    rig.start()
+    rig.system_info(rig.a)
+    rig.runner.advance(0.1)
+
+    message = encode_event(JmsMissedEvents())
+    rig.a.publish(message.body, {k: v for k, v in message.headers.items() if k != "ALA_clientId"})
+    rig.runner.advance(1.0)
+
+    assert [r.reason for r in rig.handler.of("resync")] == [ResyncReason.INITIAL, ResyncReason.MISSED_EVENTS]
+
+
+def test_two_clients_with_one_client_id_and_state_directory_are_refused(rig: Rig) -> None:
+    """A second client with the same client id and state directory fails at start(), naming the holder;
+    once the first stops, it starts."""
+    rig.start()
+    twin = rig.new_client()
+
+    with pytest.raises(StateFileLocked) as refused:
+        twin.start()
+
+    assert "pid" in refused.value.holder
+    rig.client.stop()
+    twin.start()
+    assert twin.health().state is ConnectionState.CONNECTING or twin.state is ConnectionState.CONNECTED
+    twin.stop()

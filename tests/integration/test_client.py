@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -492,15 +493,19 @@ class TestFailureDetection:
                 client.stop()
 
     def test_client_id_held_elsewhere_until_max_attempts(
-        self, broker: BrokerInfo, recorder: Recorder
+        self, broker: BrokerInfo, recorder: Recorder, tmp_path: Path
     ) -> None:
-        """A client id another connection holds: CLIENT_ID_IN_USE on each attempt, STOPPED after max_attempts."""
+        """A client id another connection holds: CLIENT_ID_IN_USE on each attempt, STOPPED after max_attempts.
+
+        The other holder runs elsewhere (its own state directory: on one machine the state file's lock
+        refuses the second client before it reaches the broker).
+        """
         config = config_for(f"{broker.host}:{broker.port}", retry=attrs.evolve(FAST_RETRY, max_attempts=3))
         hog = NfmpClient(config, Handler())
         hog.start()
         assert hog.wait_for_state(ConnectionState.CONNECTED, timeout=WAIT)
         try:
-            client = NfmpClient(config, recorder)
+            client = NfmpClient(attrs.evolve(config, state_dir=tmp_path), recorder)
             client.start()
             assert client.wait_for_state(ConnectionState.STOPPED, timeout=WAIT)
             reasons = {recorder.losses.get(timeout=1).reason for _ in range(3)}
