@@ -30,7 +30,7 @@ from typing import final
 from ._clock import Clock, MonotonicClock
 from ._config import ClientConfig
 from ._engine import Runner, ThreadRunner, TransportFactory
-from ._events import DataEvent, SystemEvent, TerminateClientSession
+from ._events import DataEvent, Event, SystemEvent, TerminateClientSession
 from ._exceptions import LifecycleError, MalformedMessage
 from ._resync import ResyncRequest
 from ._status import (
@@ -90,6 +90,14 @@ class Handler:
 
     def on_connection_restored(self, info: ConnectionRestored) -> None:
         """React to the connection being up and subscribed (also after the first connect)."""
+
+    def on_undeliverable(self, event: Event, error: BaseException) -> None:
+        """Take an event the handler raised on ``max_handler_failures`` times in a row (*error*: the last).
+
+        The client gives it up so that one event cannot stall the stream: it is acknowledged, counted
+        (``ClientStatistics.undeliverable``), and, for a data event, a resync follows (``UNDELIVERABLE``),
+        because the application's copy lacks it. Store it for inspection here if the application wants to.
+        """
 
     def on_malformed_message(self, error: MalformedMessage) -> None:
         """Report an undecodable message (*error* keeps its payload); it is acked and the stream goes on."""

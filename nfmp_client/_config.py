@@ -441,6 +441,11 @@ class ClientConfig:
     """Seconds the first trigger waits for others, so that what comes together becomes one request."""
     resync_min_interval: float = field(default=10.0, validator=_at_least(0, "seconds"))
     """The least number of seconds between two resync requests (spares the server a storm of retrievals)."""
+    max_handler_failures: int = field(default=5, validator=_at_least(1, "a number of failures"))
+    """How many times in a row the handler may raise on one message before it is given up: then
+    ``Handler.on_undeliverable`` gets it, it is acknowledged (so the stream goes on), counted, and a resync
+    (``UNDELIVERABLE``) is asked, because the application's copy lacks that event. Until then each failure
+    reopens the connection after a growing delay, so that the broker delivers the message again, first."""
     hold_limit: int = field(default=100_000, validator=_at_least(1, "a number of events"))
     """Data events held during a resync (``HOLD_AND_REPLAY``); one more starts the resync over
     (``HOLD_OVERFLOW``) instead of growing memory without bound."""

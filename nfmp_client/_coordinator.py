@@ -260,6 +260,10 @@ class ResyncCoordinator:
         )
         return held
 
+    def undeliverable(self, evidence: dict[str, str], now: float) -> None:
+        """Resync: an event was given up after the handler kept raising on it (the copy lacks it)."""
+        self._trigger(Trigger(reason=ResyncReason.UNDELIVERABLE, evidence=evidence), now)
+
     def replay_failed(self, now: float) -> None:
         """Resync again: a replayed event's handler raised, and it cannot be redelivered (it was acked)."""
         self._trigger(

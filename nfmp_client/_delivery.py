@@ -34,6 +34,7 @@ COUNTERS: Final = (
     "duplicates",
     "malformed",
     "handler_errors",
+    "undeliverable",
     "ignored_notices",
     "connections",
     "losses",
@@ -91,6 +92,7 @@ class Delivery:
         resync: ResyncCoordinator,
         counts: dict[str, int],
         clock: Callable[[], float],
+        last_error: Callable[[], BaseException | None],
     ) -> None:
         """Deliver through *call* (the supervisor's fenced handler call), judging with *resync*.
 
@@ -100,6 +102,7 @@ class Delivery:
             resync: The resync coordinator.
             counts: The supervisor's counters, updated here.
             clock: The client's monotonic clock.
+            last_error: What the last callback that raised raised.
         """
         self._config = config
         self._call = call
@@ -107,6 +110,8 @@ class Delivery:
         self._counts = counts
         self._clock = clock
         self._dedup = RecentIds(config.dedup_window)
+        self._last_error = last_error
+        self._failing = ("", 0)  # the message the handler raised on, and how many times in a row
         self.events_by_type: dict[str, int] = {}
         """Data events handed to ``on_event``, by class name."""
         self.handler_seconds = 0.0
@@ -140,8 +145,47 @@ class Delivery:
         if handled is None:
             return Verdict.HALTED
         if not handled:
-            return Verdict.REDELIVER
+            return self._failed(admitted, transport, ack_id, message_id, now)
         self._acknowledge(transport, ack_id, message_id)
+        return Verdict.CONTINUE
+
+    @property
+    def failures(self) -> int:
+        """How many times in a row the handler raised on the message it raised on last."""
+        return self._failing[1]
+
+    def _failed(
+        self, event: Event, transport: Transport, ack_id: str, message_id: str, now: float
+    ) -> Verdict:
+        # The handler raised. Until max_handler_failures the message comes again (the supervisor reopens the
+        # connection unacknowledged); then it is given up, so that one event cannot stall the stream for good.
+        same, count = self._failing
+        count = count + 1 if same == message_id else 1
+        self._failing = (message_id, count)
+        if count < self._config.max_handler_failures:
+            return Verdict.REDELIVER
+        error = self._last_error() or RuntimeError("the handler raised")
+        self._counts["undeliverable"] += 1
+        log.error(
+            "%s: message %s given up after %d failures of the handler (%s: %s); acked, a resync follows",
+            self._config.client_id,
+            message_id or "(no id)",
+            count,
+            type(error).__name__,
+            error,
+        )
+        self._call("on_undeliverable", (event, error))
+        self._failing = ("", 0)
+        self._acknowledge(transport, ack_id, message_id)
+        if not is_system_event(event):
+            self._resync.undeliverable(
+                {
+                    "message_id": message_id,
+                    "event": type(event).__name__,
+                    "error": f"{type(error).__name__}: {str(error)[:200]}",
+                },
+                now,
+            )
         return Verdict.CONTINUE
 
     def hand_over(self, event: DataEvent) -> bool | None:
@@ -183,7 +227,7 @@ class Delivery:
         if handled is None:
             return Verdict.HALTED
         if not handled:
-            return Verdict.REDELIVER
+            return self._failed(event, transport, ack_id, message_id, now)
         self._counts["system_events"] += 1
         self._acknowledge(transport, ack_id, message_id)
         if isinstance(event, TerminateClientSession):
@@ -204,6 +248,8 @@ class Delivery:
         return None
 
     def _acknowledge(self, transport: Transport, ack_id: str, message_id: str) -> None:
+        if message_id and message_id == self._failing[0]:
+            self._failing = ("", 0)
         transport.ack(ack_id)
         if message_id:
             self._dedup.seen(message_id)

@@ -67,6 +67,9 @@ class ResyncReason(enum.Enum):
     gone."""
     SERVER_STATE_UNKNOWN = "server-state-unknown"
     """Connected, but no SystemInfoEvent arrived in time: a restart or a switchover cannot be ruled out."""
+    UNDELIVERABLE = "undeliverable"
+    """The handler kept raising on an event until it was given up (``max_handler_failures``): the
+    application's copy lacks that event."""
     HOLD_OVERFLOW = "hold-overflow"
     """Too many events arrived during a resync to be held for replay: the resync starts over."""
 

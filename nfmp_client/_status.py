@@ -125,6 +125,9 @@ class ClientStatistics:
     """Redeliveries of already handled messages, dropped before the handler."""
     malformed: int = 0
     """Undecodable messages reported to ``on_malformed_message``."""
+    undeliverable: int = 0
+    """Messages given up after the handler raised on them ``max_handler_failures`` times in a row (handed to
+    ``on_undeliverable`` and acknowledged; a resync follows)."""
     ignored_notices: int = 0
     """JmsMissedEvents and TerminateClientSession addressed to another client id, acknowledged and ignored."""
     handler_errors: int = 0

@@ -174,7 +174,12 @@ class Supervisor:
         self.resync = ResyncCoordinator(config, ask=self._ask_resync, settle=self._inbox.put)
         """The resync coordinator (read it from any thread; only the loop changes it)."""
         self._delivery = Delivery(
-            config, call=self._call, resync=self.resync, counts=self._counts, clock=clock.monotonic
+            config,
+            call=self._call,
+            resync=self.resync,
+            counts=self._counts,
+            clock=clock.monotonic,
+            last_error=lambda: self._last_error,
         )
         self._watchdog = KeepAliveWatchdog(config.keepalive_timeout)
         self._stop_requested = threading.Event()
@@ -198,7 +203,7 @@ class Supervisor:
         self._delivered = False
         self._lost_at: float | None = None
         self._last_loss: ConnectionLost | None = None
-        self._failing = ("", 0)  # the message id the handler failed on, and how many times in a row
+        self._last_error: BaseException | None = None  # what the last callback that raised raised
         self._probe_at = _INF
         self._probing = False
         self._early: list[Decoded] = []  # messages of the connection being made, before its confirmation
@@ -583,10 +588,7 @@ class Supervisor:
             outcome = self._delivery.deliver(message, transport, message.at)
         finally:
             self._watchdog.pause(self._clock.monotonic() - started)
-        if outcome is Verdict.CONTINUE:
-            if message.message_id == self._failing[0]:
-                self._failing = ("", 0)
-        elif outcome is Verdict.REDELIVER:
+        if outcome is Verdict.REDELIVER:
             self._redeliver(message.message_id)
         elif isinstance(outcome, Terminate):
             self._terminated(outcome.notice)
@@ -679,9 +681,7 @@ class Supervisor:
         # back after it, at some later reconnect): instead the connection is closed, unacknowledged, so the
         # broker delivers this message again, first, when the client is back. A message that keeps failing
         # is retried with the retry policy's growing delay, and every failure is reported.
-        same, count = self._failing
-        count = count + 1 if same == message_id else 1
-        self._failing = (message_id, count)
+        count = self._delivery.failures
         transport = self._detach()
         assert transport is not None  # noqa: S101  # CONNECTED always has one
         transport.close()
@@ -852,8 +852,12 @@ class Supervisor:
         if self._stop_requested.is_set():
             return None
         try:
-            getattr(self._handler, name)(argument)
-        except Exception:
+            if name == "on_undeliverable":
+                getattr(self._handler, name)(*argument)  # type: ignore[misc]  # (event, error)
+            else:
+                getattr(self._handler, name)(argument)
+        except Exception as exc:
+            self._last_error = exc
             self._counts["handler_errors"] += 1
             log.exception("%s: the handler's %s raised", self._config.client_id, name)
             return False

@@ -21,6 +21,7 @@ from nfmp_client import (
     ConnectionRestored,
     ConnectionState,
     DataEvent,
+    Event,
     EventHeader,
     Handler,
     HealthStatus,
@@ -80,6 +81,9 @@ class Recorder(Handler):
 
     def on_connection_restored(self, info: ConnectionRestored) -> None:
         self._record("restored", info)
+
+    def on_undeliverable(self, event: Event, error: BaseException) -> None:
+        self._record("undeliverable", (event, error))
 
     def of(self, name: str) -> list[Any]:
         return [value for _, name_, value in self.calls if name_ == name]
@@ -698,3 +702,32 @@ def test_two_clients_with_one_client_id_and_state_directory_are_refused(rig: Rig
     twin.start()
     assert twin.health().state is ConnectionState.CONNECTING or twin.state is ConnectionState.CONNECTED
     twin.stop()
+
+
+def test_an_event_the_handler_always_rejects_is_given_up(make_rig: Callable[..., Rig]) -> None:
+    """max_handler_failures 3: redelivered twice (0.5 s, then 1 s later), then handed to on_undeliverable,
+    acknowledged and counted; the stream goes on and an UNDELIVERABLE resync is asked."""
+    rig = make_rig(max_handler_failures=3)
+    rig.start()
+    rig.system_info(rig.a)
+    rig.runner.advance(0.1)
+
+    def reject(event: DataEvent) -> None:
+        if isinstance(event, ObjectCreation) and event.attributes["alarmName"] == "poison":
+            raise ValueError("cannot apply this one")
+
+    rig.handler.on_event_hook = reject
+    rig.publish(rig.a, "poison", "after")
+    rig.runner.advance(3.0)
+
+    assert rig.handler.times("restored") == [0.0, 0.6, 1.6]
+    ((event, error),) = rig.handler.of("undeliverable")
+    assert isinstance(event, ObjectCreation)
+    assert event.attributes["alarmName"] == "poison"
+    assert isinstance(error, ValueError)
+    assert rig.handler.names()[-1] == "after"
+    assert rig.client.statistics.undeliverable == 1
+    requests = rig.handler.of("resync")
+    assert requests[0].reason is ResyncReason.INITIAL
+    assert ResyncReason.UNDELIVERABLE in requests[-1].reasons  # with the reconnections' unknown state
+    assert rig.a.subscriptions() == {(rig.config.client_id, rig.config.client_id): 0}

@@ -202,6 +202,38 @@ class TestDelivery:
         finally:
             client.stop()
 
+    def test_an_event_the_handler_always_rejects_is_given_up_and_the_stream_goes_on(
+        self, server: SimulatedServer, broker: BrokerInfo
+    ) -> None:
+        """A handler that raises on one event every time: after max_handler_failures it reaches
+        on_undeliverable, is acknowledged, and the events behind it are handled (it used to stall for good)."""
+        given_up: queue.Queue[tuple[DataEvent, BaseException]] = queue.Queue()
+
+        class Rejecting(Recorder):
+            def on_event(self, event: DataEvent) -> None:
+                if self.handled == 0 and not getattr(self, "poison", None):
+                    self.poison = bare(event)
+                if bare(event) == getattr(self, "poison", None):
+                    raise ValueError("cannot apply this one")
+                super().on_event(event)
+
+            def on_undeliverable(self, event: Any, error: BaseException) -> None:
+                given_up.put((event, error))
+
+        handler = Rejecting()
+        client = running(config_for(f"{broker.host}:{broker.port}", max_handler_failures=3), handler)
+        try:
+            server.wait_for_subscriber(client.config.client_id)
+            sent = server.generate(3)
+
+            event, error = given_up.get(timeout=WAIT)
+            assert bare(event) == sent[0]
+            assert isinstance(error, ValueError)
+            assert handler.take(2) == sent[1:]
+            assert client.statistics.undeliverable == 1
+        finally:
+            client.stop()
+
     def test_malformed_message_is_reported_and_the_stream_goes_on(
         self, server: SimulatedServer, broker: BrokerInfo, recorder: Recorder
     ) -> None:
