@@ -298,11 +298,17 @@ class ResyncCoordinator:
             dict(trigger.evidence) if trigger.evidence else "",
         )
         self._schedule.add(trigger, now)
+        # From the trigger on, the application's copy is out of date: no data event is handed over as if it
+        # belonged to it (with its epoch). They are held; the request's retrieval covers those that came
+        # before it (dropped then), and those after it are replayed once it completes. Before the first
+        # resync there is no copy to mistake them for: they flow, with epoch 0, until the first request.
+        if self._config.resync_mode is ResyncMode.HOLD_AND_REPLAY and self._rules.baseline.in_sync:
+            self._holding = True
 
     def _ask(self, due: Due) -> None:
-        # Held from the request until the resync completes. Events held for an earlier request that failed or
-        # was replaced are dropped: this request's retrieval covers them (Nokia's procedure clears its buffers
-        # when a retrieval is aborted). Events before the first request were delivered, with the old epoch.
+        # Held from the trigger until the resync completes. Events held before this request (since the trigger,
+        # or for an earlier request that failed or was replaced) are dropped: this request's retrieval covers
+        # them (Nokia's procedure clears its buffers when a retrieval is aborted).
         self._held, self._holding = [], self._config.resync_mode is ResyncMode.HOLD_AND_REPLAY
         if due.aborts is not None:
             log.warning("%s: resync #%d replaced by #%d", self._config.client_id, due.aborts, due.epoch)

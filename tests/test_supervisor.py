@@ -416,6 +416,8 @@ class TestFailover:
             (A, 0.0),
             (B, 5.5),
         ]
+        rig.system_info(rig.b)
+        rig.runner.advance(0.1)  # the move's resync (SUBSCRIPTION_CHANGED) asked and completed
         rig.publish(rig.b, "live")
         assert rig.handler.names() == ["live"]
 
@@ -725,9 +727,34 @@ def test_an_event_the_handler_always_rejects_is_given_up(make_rig: Callable[...,
     assert isinstance(event, ObjectCreation)
     assert event.attributes["alarmName"] == "poison"
     assert isinstance(error, ValueError)
-    assert rig.handler.names()[-1] == "after"
     assert rig.client.statistics.undeliverable == 1
     requests = rig.handler.of("resync")
     assert requests[0].reason is ResyncReason.INITIAL
     assert ResyncReason.UNDELIVERABLE in requests[-1].reasons  # with the reconnections' unknown state
+    assert "after" not in rig.handler.names()  # held from the trigger on: the resync's retrieval covers it
     assert rig.a.subscriptions() == {(rig.config.client_id, rig.config.client_id): 0}
+    rig.publish(rig.a, "later")
+    assert rig.handler.names()[-1] == "later"
+    assert rig.handler.of("event")[-1].header.resync_epoch == requests[-1].epoch
+
+
+def test_no_event_after_a_trigger_is_delivered_with_the_old_epoch(make_rig: Callable[..., Rig]) -> None:
+    """A server restart noticed at 1 s, requested at 10 s (resync_min_interval): the events in between are
+    not handed over as if they belonged to the old state; those after the request come with its epoch."""
+    rig = make_rig(resync_min_interval=10.0)
+    rig.start()
+    rig.system_info(rig.a)
+    rig.runner.advance(0.1)  # INITIAL requested at 0 and completed
+    rig.publish(rig.a, "before")
+    rig.runner.advance(0.9)
+
+    rig.system_info(rig.a, start="2000")  # the server restarted: noticed now, at 1 s
+    rig.publish(rig.a, "between")
+    rig.runner.advance(9.5)
+    requests = rig.handler.of("resync")
+    assert [r.reason for r in requests] == [ResyncReason.INITIAL, ResyncReason.SERVER_RESTARTED]
+    assert rig.handler.times("resync")[-1] == 10.0
+    rig.publish(rig.a, "after")
+
+    delivered = [(e.attributes["alarmName"], e.header.resync_epoch) for e in rig.handler.of("event")]
+    assert delivered == [("before", 1), ("after", 2)]
