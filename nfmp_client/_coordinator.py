@@ -306,9 +306,9 @@ class ResyncCoordinator:
             self._holding = True
 
     def _ask(self, due: Due) -> None:
-        # Held from the trigger until the resync completes. Events held before this request (since the trigger,
-        # or for an earlier request that failed or was replaced) are dropped: this request's retrieval covers
-        # them (Nokia's procedure clears its buffers when a retrieval is aborted).
+        # Held from the trigger until the resync completes. Events held before this request (since the
+        # trigger, or for an earlier request that failed or was replaced) are dropped: this request's
+        # retrieval covers them (Nokia's procedure clears its buffers when a retrieval is aborted).
         self._held, self._holding = [], self._config.resync_mode is ResyncMode.HOLD_AND_REPLAY
         if due.aborts is not None:
             log.warning("%s: resync #%d replaced by #%d", self._config.client_id, due.aborts, due.epoch)
