@@ -449,6 +449,13 @@ class ClientConfig:
     hold_limit: int = field(default=100_000, validator=_at_least(1, "a number of events"))
     """Data events held during a resync (``HOLD_AND_REPLAY``); one more starts the resync over
     (``HOLD_OVERFLOW``) instead of growing memory without bound."""
+    hold_limit_bytes: int = field(default=64 * 1024 * 1024, validator=_at_least(1, "a number of bytes"))
+    """Bytes of held data events (their messages as received; decoded, they take about as much again) during
+    a resync; more starts the resync over (``HOLD_OVERFLOW``). The one of the two limits reached first
+    counts."""
+    resync_retry_max_delay: float = field(default=300.0, validator=_at_least(0, "seconds"))
+    """The longest wait before a failed resync is asked again: the wait starts at ``resync_min_interval``
+    and doubles with each failure in a row, up to this."""
     prefetch: int = 100
     """Unacknowledged messages the broker may send ahead. A message is acknowledged only once the handler
     returned, so this also bounds the messages waiting for the handler: a slow handler slows the stream down

@@ -90,6 +90,8 @@ class ResyncCoordinator:
         self._request: ResyncRequest | None = None
         self._holding = False  # from a request until a resync completes (a failed one keeps holding)
         self._held: list[DataEvent] = []
+        self._held_bytes = 0
+        self._failures = 0  # resyncs failed in a row: each retry waits longer
         self._system_info_due = _NO_DEADLINE
         self._connected = False
         self._saved: Baseline | None = None  # the baseline last written (saved_at aside)
@@ -149,7 +151,7 @@ class ResyncCoordinator:
             min_interval=self._config.resync_min_interval,
             last_epoch=baseline.resync_epoch if baseline else 0,
         )
-        self._request, self._holding, self._held = None, False, []
+        self._request, self._holding, self._held, self._held_bytes = None, False, [], 0
         self._trigger(self._rules.start(), now)
         self._persist()
 
@@ -183,28 +185,43 @@ class ResyncCoordinator:
         elif isinstance(event, JmsMissedEvents):
             self._trigger(self._rules.missed_events(event.attributes), now)
 
-    def admit(self, event: DataEvent, now: float) -> DataEvent | None:
-        """Return *event* tagged with its epoch to deliver now, or None if it is held for replay."""
+    def admit(self, event: DataEvent, now: float, size: int = 0) -> DataEvent | None:
+        """Return *event* tagged with its epoch to deliver now, or None if it is held for replay.
+
+        *size*: the bytes of the message as received, counted against ``hold_limit_bytes`` while held.
+        """
         self._last_event_at = utc_now()
         if not self._holding or self._config.resync_mode is ResyncMode.APPLY_LIVE:
             return _tagged(event, self.epoch)
-        if len(self._held) >= self._config.hold_limit:
+        config = self._config
+        if len(self._held) >= config.hold_limit or self._held_bytes + size > config.hold_limit_bytes:
             log.warning(
-                "%s: more than %d events arrived during resync #%d: it starts over",
-                self._config.client_id,
-                self._config.hold_limit,
+                "%s: more than %d events or %d bytes arrived during resync #%d: it starts over",
+                config.client_id,
+                config.hold_limit,
+                config.hold_limit_bytes,
                 self.epoch,
             )
-            self._held = []
+            self._held, self._held_bytes = [], 0
             self._trigger(
                 Trigger(
-                    reason=ResyncReason.HOLD_OVERFLOW, evidence={"hold_limit": str(self._config.hold_limit)}
+                    reason=ResyncReason.HOLD_OVERFLOW,
+                    evidence={
+                        "hold_limit": str(config.hold_limit),
+                        "hold_limit_bytes": str(config.hold_limit_bytes),
+                    },
                 ),
                 now,
             )
             return None
         self._held.append(event)  # tagged when replayed, with the epoch of the resync it waited for
+        self._held_bytes += size
         return None
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes (as received) of the data events held for replay now."""
+        return self._held_bytes
 
     def deadline(self) -> float:
         """Return the monotonic time of the next thing to do (a SystemInfoEvent overdue, a request due)."""
@@ -238,20 +255,31 @@ class ResyncCoordinator:
             return []
         request, self._request = self._request, None
         if not verdict.ok:
+            # Retried, each time later (resync_min_interval doubling, up to resync_retry_max_delay): a
+            # retrieval that keeps failing (the XML API down) is not hammered every few seconds for hours.
+            self._failures += 1
+            delay = min(
+                self._config.resync_min_interval * 2 ** (self._failures - 1),
+                self._config.resync_retry_max_delay,
+            )
             log.error(
-                "%s: resync #%d failed: %s; another follows",
+                "%s: resync #%d failed (%d in a row): %s; another follows in %.1f s",
                 self._config.client_id,
                 request.epoch,
+                self._failures,
                 verdict.why,
+                delay,
             )
             self._trigger(
                 Trigger(reason=request.reason, evidence={**request.evidence, "retry": verdict.why}), now
             )
+            self._schedule.hold_off(now + delay)
             return []  # events keep being held until a resync completes
+        self._failures = 0
         self._rules.completed(request.epoch)
         self._persist()
         held = [_tagged(event, request.epoch) for event in self._held]
-        self._held, self._holding = [], False
+        self._held, self._held_bytes, self._holding = [], 0, False
         log.info(
             "%s: resync #%d complete; %d held events replayed",
             self._config.client_id,
@@ -309,7 +337,8 @@ class ResyncCoordinator:
         # Held from the trigger until the resync completes. Events held before this request (since the
         # trigger, or for an earlier request that failed or was replaced) are dropped: this request's
         # retrieval covers them (Nokia's procedure clears its buffers when a retrieval is aborted).
-        self._held, self._holding = [], self._config.resync_mode is ResyncMode.HOLD_AND_REPLAY
+        self._held, self._held_bytes = [], 0
+        self._holding = self._config.resync_mode is ResyncMode.HOLD_AND_REPLAY
         if due.aborts is not None:
             log.warning("%s: resync #%d replaced by #%d", self._config.client_id, due.aborts, due.epoch)
         self._rules.requested(due.epoch)

@@ -53,6 +53,8 @@ class Decoded:
     event: Event | MalformedMessage
     at: float
     """When it arrived, on the client's clock."""
+    size: int = 0
+    """Its bytes as received (body and headers)."""
 
 
 class Verdict(enum.Enum):
@@ -137,7 +139,7 @@ class Delivery:
             return Verdict.CONTINUE
         if is_system_event(event):
             return self._system(event, transport, ack_id, message_id, now)  # type: ignore[arg-type]
-        admitted = self._resync.admit(event, now)  # type: ignore[arg-type]
+        admitted = self._resync.admit(event, now, message.size)  # type: ignore[arg-type]
         if admitted is None:  # held until the resync completes
             self._acknowledge(transport, ack_id, message_id)
             return Verdict.CONTINUE

@@ -301,6 +301,7 @@ class ResyncSchedule:
         self._pending_since: float | None = None
         self._last_request_at: float | None = None
         self._outstanding: int | None = None
+        self._not_before: float | None = None
 
     @property
     def outstanding(self) -> int | None:
@@ -325,7 +326,13 @@ class ResyncSchedule:
         at = self._pending_since + self._coalesce
         if self._last_request_at is not None:
             at = max(at, self._last_request_at + self._min_interval)
+        if self._not_before is not None:
+            at = max(at, self._not_before)
         return at
+
+    def hold_off(self, until: float) -> None:
+        """Make no request before *until* (a failed resync is retried later each time)."""
+        self._not_before = until
 
     def take(self, now: float) -> Due | None:
         """Return the request due at *now* (and count it as requested), or None if none is due yet."""
@@ -345,7 +352,7 @@ class ResyncSchedule:
             aborts=self._outstanding,
         )
         self._pending, self._pending_since = [], None
-        self._last_request_at = now
+        self._last_request_at, self._not_before = now, None
         self._outstanding = self._epoch
         return due
 

@@ -57,6 +57,7 @@ __all__ = ["Supervisor"]
 log = logging.getLogger("nfmp_client")
 
 _INF: Final = float("inf")
+_HEADER_BYTES: Final = 64  # what a header costs, on average, as counted against hold_limit_bytes
 _BUSY_CHECK: Final = 0.01  # seconds between looks at the deadlines while messages keep coming
 
 
@@ -288,7 +289,14 @@ class Supervisor:
                     f"undecodable: {type(exc).__name__}: {exc}", payload=body, headers=headers
                 )
             self._inbox.put(
-                Decoded(report.epoch, message_id, headers.get("ack", message_id), event, report.at)
+                Decoded(
+                    report.epoch,
+                    message_id,
+                    headers.get("ack", message_id),
+                    event,
+                    report.at,
+                    len(report.body) + _HEADER_BYTES * len(headers),
+                )
             )
         else:
             self._inbox.put(report)

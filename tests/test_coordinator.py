@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,45 @@ def test_another_clients_state_file_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(StateFileMismatch):
         Harness(tmp_path, client_id="oss2@1").coordinator.begin(0.0)
+
+
+def test_the_hold_is_bounded_in_bytes_too(tmp_path: Path) -> None:
+    """hold_limit_bytes: the message that would pass it starts the resync over (HOLD_OVERFLOW), the hold
+    emptied, whatever the count."""
+    harness = Harness(tmp_path, hold_limit_bytes=3000)
+    first = harness.up()
+    coordinator = harness.coordinator
+    for number in range(3):
+        assert coordinator.admit(deletion(number), 0.1, 1000) is None
+    assert coordinator.held_bytes == 3000
+
+    coordinator.admit(deletion(3), 0.2, 1000)
+    coordinator.tick(0.2)
+
+    assert first.aborted
+    assert harness.asked[-1].reason is ResyncReason.HOLD_OVERFLOW
+    assert harness.asked[-1].evidence["hold_limit_bytes"] == "3000"
+    assert coordinator.held_bytes == 0
+
+
+def test_a_failing_resync_is_retried_later_each_time(tmp_path: Path) -> None:
+    """A resync failing again and again is asked after 10, 20, 40 s, then every 60 s (the cap), not every
+    resync_min_interval forever; a success resets the delay."""
+    harness = Harness(tmp_path, fail=True, resync_min_interval=10.0, resync_retry_max_delay=60.0)
+    harness.up(0.0)
+    coordinator = harness.coordinator
+    asked_at = [0.0]
+    now = 0.0
+    while len(asked_at) < 6:
+        harness.settle(now)
+        now = coordinator.deadline()
+        coordinator.tick(now)
+        asked_at.append(now)
+
+    assert [b - a for a, b in itertools.pairwise(asked_at)] == [10.0, 20.0, 40.0, 60.0, 60.0]
+    harness.fail = False
+    harness.settle(now)
+    coordinator.tick(coordinator.deadline())
+    harness.asked[-1].complete()
+    harness.settle(coordinator.deadline())
+    assert coordinator.in_sync
