@@ -92,6 +92,7 @@ class ResyncCoordinator:
         self._held: list[DataEvent] = []
         self._held_bytes = 0
         self._failures = 0  # resyncs failed in a row: each retry waits longer
+        self._completing: int | None = None  # the epoch settled, its held events being replayed
         self._system_info_due = _NO_DEADLINE
         self._connected = False
         self._saved: Baseline | None = None  # the baseline last written (saved_at aside)
@@ -276,17 +277,28 @@ class ResyncCoordinator:
             self._schedule.hold_off(now + delay)
             return []  # events keep being held until a resync completes
         self._failures = 0
-        self._rules.completed(request.epoch)
-        self._persist()
         held = [_tagged(event, request.epoch) for event in self._held]
         self._held, self._held_bytes, self._holding = [], 0, False
+        self._completing = request.epoch  # complete once the held events are replayed: see replayed()
         log.info(
-            "%s: resync #%d complete; %d held events replayed",
+            "%s: resync #%d complete; %d held events to replay",
             self._config.client_id,
             request.epoch,
             len(held),
         )
         return held
+
+    def replayed(self) -> None:
+        """Record the completion of the resync whose held events were all handed over (after :meth:`settled`).
+
+        Written only now: a process that dies during the replay has acknowledged held events the application
+        did not get, and the next one must resync again.
+        """
+        epoch, self._completing = self._completing, None
+        if epoch is None:
+            return
+        self._rules.completed(epoch)
+        self._persist()
 
     def undeliverable(self, evidence: dict[str, str], now: float) -> None:
         """Resync: an event was given up after the handler kept raising on it (the copy lacks it)."""
@@ -294,6 +306,7 @@ class ResyncCoordinator:
 
     def replay_failed(self, now: float) -> None:
         """Resync again: a replayed event's handler raised, and it cannot be redelivered (it was acked)."""
+        self._completing = None
         self._trigger(
             Trigger(
                 reason=ResyncReason.INCOMPLETE, evidence={"detail": "the handler failed on a replayed event"}
@@ -325,13 +338,18 @@ class ResyncCoordinator:
             trigger.reason.value,
             dict(trigger.evidence) if trigger.evidence else "",
         )
-        self._schedule.add(trigger, now)
         # From the trigger on, the application's copy is out of date: no data event is handed over as if it
         # belonged to it (with its epoch). They are held; the request's retrieval covers those that came
-        # before it (dropped then), and those after it are replayed once it completes. Before the first
+        # before it (dropped then), and those after it are replayed once it completes. Before the very first
         # resync there is no copy to mistake them for: they flow, with epoch 0, until the first request.
         if self._config.resync_mode is ResyncMode.HOLD_AND_REPLAY and self._rules.baseline.in_sync:
             self._holding = True
+        # Owed from now on, and on disk before the message that caused it is acknowledged (the trigger comes
+        # from judging a message, which is acknowledged after): a process that dies before the request
+        # leaves the obligation to the next one, which the server would not tell again.
+        self._rules.owe(trigger)
+        self._persist()
+        self._schedule.add(trigger, now)
 
     def _ask(self, due: Due) -> None:
         # Held from the trigger until the resync completes. Events held before this request (since the

@@ -146,16 +146,20 @@ class ResyncRules:
             for name, (old, new) in changed.items():
                 evidence[f"old_{name}"], evidence[f"new_{name}"] = str(old), str(new)
             return Trigger(reason=ResyncReason.SUBSCRIPTION_CHANGED, evidence=evidence)
+        owed = {"owed": ",".join(stored.owed), **stored.owed_evidence} if stored.owed else {}
         if not stored.in_sync and not stored.resync_epoch:
             # A first run that ended before its initial resync was even requested (it never reached the
             # broker, or stopped while the request was being coalesced): the initial resync is still owed.
             return Trigger(
                 reason=ResyncReason.INITIAL,
-                evidence={"detail": "no resync has completed for this client id yet"},
+                evidence={"detail": "no resync has completed for this client id yet", **owed},
             )
         if not stored.in_sync:
+            # A resync was owed (a trigger, written before its message was acknowledged), requested, or
+            # under way when the last run ended: the reasons it had still hold.
             return Trigger(
-                reason=ResyncReason.INCOMPLETE, evidence={"resync_epoch": str(stored.resync_epoch)}
+                reason=ResyncReason.INCOMPLETE,
+                evidence={"resync_epoch": str(stored.resync_epoch), **owed},
             )
         if not self._subscription.durable:
             return Trigger(
@@ -232,6 +236,16 @@ class ResyncRules:
             evidence={"window": f"{window:g} s", "server": self._baseline.server or ""},
         )
 
+    def owe(self, trigger: Trigger) -> None:
+        """Record that a resync is owed because of *trigger* (persist the baseline before acknowledging)."""
+        old = self._baseline
+        self._baseline = attrs.evolve(
+            old,
+            in_sync=False,
+            owed=tuple(sorted({*old.owed, trigger.reason.value})),
+            owed_evidence={**old.owed_evidence, **trigger.evidence},
+        )
+
     def requested(self, epoch: int) -> None:
         """Record that the resync of *epoch* was requested: not in sync until :meth:`completed`."""
         self._baseline = attrs.evolve(self._baseline, resync_epoch=epoch, in_sync=False)
@@ -239,7 +253,7 @@ class ResyncRules:
     def completed(self, epoch: int) -> None:
         """Record that the resync of *epoch* completed (an older epoch's completion changes nothing)."""
         if epoch == self._baseline.resync_epoch:
-            self._baseline = attrs.evolve(self._baseline, in_sync=True)
+            self._baseline = attrs.evolve(self._baseline, in_sync=True, owed=(), owed_evidence={})
 
     def _fresh(self, stored: Baseline | None) -> Baseline:
         # The subscription of this run; the server identity and epoch carried over from the stored baseline.
@@ -256,6 +270,8 @@ class ResyncRules:
             server=stored.server if stored else None,
             resync_epoch=stored.resync_epoch if stored else 0,
             in_sync=stored.in_sync if stored else False,
+            owed=stored.owed if stored else (),
+            owed_evidence=dict(stored.owed_evidence) if stored else {},
             last_event_at=stored.last_event_at if stored else None,
         )
 

@@ -18,12 +18,13 @@ import os
 import socket
 import urllib.parse
 import uuid
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final, final
 
 import attrs
-from attrs import frozen
+from attrs import field, frozen
 
 from ._exceptions import NfmpError
 
@@ -114,6 +115,10 @@ class StateLock:
         return f"<StateLock {self.path} {'held' if self.held else 'released'}>"
 
 
+def _texts(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
 @frozen(kw_only=True)
 class Baseline:
     """What the client knew when it last had it: the server's identity and the subscription it had."""
@@ -141,6 +146,12 @@ class Baseline:
     in_sync: bool = False
     """Whether the application completed the resync of *resync_epoch* (a crash during a resync means
     another one)."""
+    owed: tuple[str, ...] = field(default=(), converter=_texts)
+    """The reasons (:class:`~nfmp_client.ResyncReason` values) of a resync that is owed and not completed
+    yet: written before the message that called for it is acknowledged, cleared once the resync completed
+    and its held events were replayed. A process that dies meanwhile leaves them for the next one."""
+    owed_evidence: Mapping[str, str] = field(factory=dict, hash=False)
+    """What showed them (old and new ``sysStartTime``, ...), as in :attr:`ResyncRequest.evidence`."""
     last_event_at: datetime | None = None
     """When the last event was handled (aware UTC)."""
     saved_at: datetime | None = None
@@ -160,6 +171,8 @@ _TYPES: Final[dict[str, tuple[type, ...]]] = {
     "server": _TEXT,
     "resync_epoch": (int,),
     "in_sync": (bool,),
+    "owed": (tuple,),
+    "owed_evidence": (dict,),
     "last_event_at": (datetime, type(None)),
     "saved_at": (datetime, type(None)),
 }
@@ -197,6 +210,10 @@ def _from_json(document: object, path: Path) -> Baseline:
         value = getattr(baseline, name)
         if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
             raise StateFileCorrupt(f"field {name!r} has the wrong type: {value!r}", path=path)
+    if not all(isinstance(reason, str) for reason in baseline.owed) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in baseline.owed_evidence.items()
+    ):
+        raise StateFileCorrupt("fields 'owed' and 'owed_evidence' must hold text only", path=path)
     return baseline
 
 

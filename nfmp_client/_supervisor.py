@@ -606,10 +606,11 @@ class Supervisor:
             for event in self.resync.settled(verdict, self._clock.monotonic()):
                 handled = self._delivery.hand_over(event)
                 if handled is None:
-                    break
+                    return  # stopping: not all replayed, so not complete (the next run resyncs)
                 if not handled:
                     self.resync.replay_failed(self._clock.monotonic())
-                    break
+                    return
+            self.resync.replayed()
 
     @contextmanager
     def _busy(self) -> Iterator[None]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import signal
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from nfmp_client._coordinator import ResyncCoordinator, Settled
 
 NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
 INFO = SystemInfoEvent(sys_start_time="1", jms_start_time="2", sys_primary_ip="192.0.2.10")
+INFO_1 = SystemInfoEvent(sys_start_time="1", jms_start_time="1", sys_primary_ip="192.0.2.10")
 
 
 def deletion(number: int) -> ObjectDeletion:
@@ -65,9 +69,11 @@ class Harness:
         return self.asked[-1]
 
     def settle(self, now: float = 1.0) -> list[Any]:
+        """Relay the verdicts, then (as the client does once it handed them over) say the replay is done."""
         held: list[Any] = []
         while self.verdicts:
             held += self.coordinator.settled(self.verdicts.pop(0), now)
+            self.coordinator.replayed()
         return held
 
 
@@ -248,3 +254,105 @@ def test_a_failing_resync_is_retried_later_each_time(tmp_path: Path) -> None:
     harness.asked[-1].complete()
     harness.settle(coordinator.deadline())
     assert coordinator.in_sync
+
+
+# ---------------------------------------------------------------------------------------- crashes (kill -9)
+
+_CHILD = """
+import os, signal, sys
+from pathlib import Path
+from nfmp_client import ClientConfig, EventHeader, ObjectDeletion, SystemInfoEvent
+from nfmp_client._coordinator import ResyncCoordinator, Settled
+
+state_dir, point = Path(sys.argv[1]), sys.argv[2]
+config = ClientConfig(servers=["broker:61613"], client_id="oss1@1", state_dir=state_dir,
+                      resync_coalesce_window=0.0, resync_min_interval=0.0)
+asked, verdicts = [], []
+
+def ask(request):
+    asked.append(request)
+    request.defer()
+
+coordinator = ResyncCoordinator(config, ask=ask, settle=verdicts.append)
+
+def info(start):
+    return SystemInfoEvent(sys_start_time=start, jms_start_time=start, sys_primary_ip="192.0.2.10")
+
+def complete(replay_count=None):
+    asked[-1].complete()
+    held = coordinator.settled(verdicts.pop(), 1.0)
+    if replay_count is None:
+        coordinator.replayed()
+    return held
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+coordinator.begin(0.0)
+coordinator.connected("broker:61613", 0.0)
+coordinator.observe(info("1"), 0.0)
+coordinator.tick(0.0)
+complete()  # in sync with the server of sysStartTime 1
+if point == "in-sync":
+    die()
+coordinator.observe(info("2"), 2.0)  # the server restarted: the trigger (its message acknowledged next)
+if point == "after-trigger":
+    die()
+coordinator.tick(2.0)  # the request: the application starts its retrieval
+if point == "during-retrieval":
+    die()
+for n in range(3):
+    coordinator.admit(ObjectDeletion(header=EventHeader(event_name="ObjectDeletion"), object_full_name=str(n)), 2.5)
+held = complete(replay_count=1)  # the retrieval is done; the held events are being handed over...
+if point == "during-replay":
+    die()
+coordinator.replayed()  # ...all of them
+die()
+"""
+
+
+class TestCrash:
+    @pytest.mark.parametrize(
+        ("point", "owed"),
+        [
+            ("in-sync", False),
+            ("after-trigger", True),
+            ("during-retrieval", True),
+            ("during-replay", True),
+            ("replayed", False),
+        ],
+    )
+    def test_the_next_process_resyncs_exactly_when_one_was_owed(
+        self, tmp_path: Path, point: str, owed: bool
+    ) -> None:
+        """kill -9 at each point of a server restart's resync: the next process asks for a resync (INCOMPLETE,
+        with the reasons it had) exactly when one was owed, never otherwise."""
+        child = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(tmp_path), point],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert child.returncode == -signal.SIGKILL, child.stderr
+
+        harness = Harness(tmp_path)
+        coordinator = harness.coordinator
+        coordinator.begin(10.0)
+        coordinator.connected("broker:61613", 10.0)
+        coordinator.observe(
+            SystemInfoEvent(sys_start_time="2", jms_start_time="2", sys_primary_ip="192.0.2.10")
+            if point != "in-sync"
+            else INFO_1,
+            10.0,
+        )
+        coordinator.tick(10.0)
+
+        if not owed:
+            assert harness.asked == []
+            assert coordinator.in_sync
+            return
+        (request,) = harness.asked
+        assert request.reason is ResyncReason.INCOMPLETE
+        assert "server-restarted" in request.evidence["owed"]
+        assert request.evidence["new_sys_start_time"] == "2"

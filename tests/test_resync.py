@@ -195,6 +195,7 @@ class World(RuleBasedStateMachine):
         self.decider: ResyncRules | None = None
         self.lost = True  # the truth: the OSS's copy cannot be trusted (nothing known yet)
         self.requested = False  # a resync is pending (requested, not completed)
+        self.owed = False  # a resync is owed (triggered; requested or not yet)
         self.epoch = 0
         self.loss_pending_notice = False  # JmsMissedEvents due on the next subscription
         self.synced_blind = False  # the last resync completed before the client knew the server's identity
@@ -211,12 +212,10 @@ class World(RuleBasedStateMachine):
         # restarted after it).
         blind = trigger.reason is ResyncReason.SERVER_STATE_UNKNOWN and self.synced_blind
         assert self.lost or identity_news or blind, f"a resync was requested for nothing: {trigger}"
-        self.lost = True  # requested: the copy is not to be trusted until the resync completes
-        if not self.requested:
-            self.epoch += 1
-            assert self.decider is not None
-            self.decider.requested(self.epoch)
-            self.requested = True
+        self.lost = True  # owed: the copy is not to be trusted until the resync completes
+        assert self.decider is not None
+        self.decider.owe(trigger)  # on disk before the message that caused it is acknowledged
+        self.owed = True
         self.persist()
 
     def persist(self) -> None:
@@ -250,8 +249,9 @@ class World(RuleBasedStateMachine):
     @precondition(lambda self: self.running)
     @rule()
     def crash(self) -> None:
-        """kill -9: what was persisted stays."""
+        """kill -9 at any step: memory is lost (an owed or requested resync too), what was persisted stays."""
         self.running = self.connected = self.settled = False
+        self.requested = self.owed = False
         if not self.durable:
             self.lost = True
             self.server_subscription = False
@@ -313,21 +313,31 @@ class World(RuleBasedStateMachine):
 
     # -- the application
 
+    @precondition(lambda self: self.settled and self.owed and not self.requested)
+    @rule()
+    def request_resync(self) -> None:
+        """The owed resync becomes a request (after coalescing, once connected and the identity judged)."""
+        assert self.decider is not None
+        self.epoch += 1
+        self.decider.requested(self.epoch)
+        self.requested = True
+        self.persist()
+
     @precondition(lambda self: self.settled and self.requested)
     @rule()
     def complete_resync(self) -> None:
-        """The application rebuilt its copy from the XML API: in sync from here on."""
+        """The application rebuilt its copy from the XML API and the held events were replayed."""
         assert self.decider is not None
         self.synced_blind = self.decider.baseline.sys_start_time is None
         self.decider.completed(self.epoch)
         self.persist()
-        self.requested = False
+        self.requested = self.owed = False
         self.lost = False
 
     @invariant()
     def never_a_missed_resync(self) -> None:
         if self.settled:
-            assert not self.lost or self.requested, "events may be lost and no resync was requested"
+            assert not self.lost or self.owed, "events may be lost and no resync is owed"
 
 
 TestWorld = World.TestCase
