@@ -74,6 +74,11 @@ class Handler:
         elsewhere, call ``request.defer()`` here, then ``request.complete()`` or ``request.fail()`` from any
         thread. Meanwhile data events are held, and replayed once it is complete (``HOLD_AND_REPLAY``), or
         keep coming (``APPLY_LIVE``). The default does nothing, so the request completes at once.
+
+        This one callback runs on a thread of its own, beside the client's, so that a retrieval that takes
+        minutes does not stop the client: it goes on reading the stream (system events are judged, held
+        events acknowledged, silence watched). Check ``request.aborted`` now and then: a newer trigger (or a
+        stop) makes this retrieval pointless. With ``APPLY_LIVE``, ``on_event`` may run at the same time.
         """
 
     def on_session_terminated(self, notice: TerminateClientSession) -> None:

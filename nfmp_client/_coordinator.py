@@ -25,7 +25,7 @@ from ._events import DataEvent, JmsMissedEvents, SystemEvent, SystemInfoEvent
 from ._resync import Due, ResyncReason, ResyncRequest, ResyncRules, ResyncSchedule, Subscription, Trigger
 from ._state import Baseline, StateError, StateLock, StateStore
 
-__all__ = ["ResyncCoordinator", "Settled", "default_state_dir"]
+__all__ = ["ResyncCoordinator", "Settled", "answer", "default_state_dir"]
 
 log = logging.getLogger("nfmp_client.resync")
 
@@ -68,7 +68,9 @@ class ResyncCoordinator:
 
         Args:
             config: The client configuration.
-            ask: The handler's ``on_resync_required`` (it may raise: the request then failed).
+            ask: Hands a request to the application and returns at once (the client runs the application's
+                ``on_resync_required`` elsewhere, through :func:`answer`); the verdict comes through the
+                request (``complete()`` / ``fail()``).
             settle: Receives the application's verdicts (thread-safe: the client's inbox).
         """
         self._config = config
@@ -171,6 +173,15 @@ class ResyncCoordinator:
         """Record that the connection is gone (no request is made until the next one is up)."""
         self._connected = False
         self._system_info_due = _NO_DEADLINE
+
+    def postpone_system_info(self, seconds: float) -> None:
+        """Let *seconds* not count against ``system_info_timeout``: messages were waiting to be delivered.
+
+        After a durable reconnect the broker delivers the stored backlog before the server's fresh
+        SystemInfoEvent; a backlog that takes longer to drain than the window says nothing about the server.
+        """
+        if self._system_info_due != _NO_DEADLINE and seconds > 0:
+            self._system_info_due += seconds
 
     def observe(self, event: SystemEvent, now: float) -> None:
         """Judge a system event (SystemInfoEvent and JmsMissedEvents matter)."""
@@ -316,6 +327,7 @@ class ResyncCoordinator:
 
     def close(self) -> None:
         """Persist the baseline one last time, with the time of the last event, and let the state file go."""
+        self._schedule.abandon()  # an application still retrieving sees request.aborted and can give up
         try:
             self._persist(force=self._last_event_at is not None)
         finally:
@@ -376,14 +388,7 @@ class ResyncCoordinator:
             due.reason.value,
             ", ".join(sorted(r.value for r in due.reasons)),
         )
-        try:
-            self._ask_handler(request)
-        except Exception as exc:
-            log.exception("%s: on_resync_required raised", self._config.client_id)
-            request.fail(f"{type(exc).__name__}: {exc}")
-            return
-        if not request.deferred:
-            request.complete()
+        self._ask_handler(request)
 
     def _persist(self, *, force: bool = False) -> None:
         # Only a changed baseline is written: every write is an fsync on the supervisor thread. The time of
@@ -398,3 +403,19 @@ class ResyncCoordinator:
             self._saved, self._last_event_at = baseline, None
         except StateError as exc:
             log.error("%s: the resync baseline could not be saved: %s", self._config.client_id, exc)
+
+
+def answer(callback: Callable[[ResyncRequest], None], request: ResyncRequest, client_id: str) -> None:
+    """Run the application's *callback* for *request* and settle it by how the callback ended.
+
+    Returning completes the request (unless the callback deferred it); raising an ``Exception`` fails it
+    (another follows). Anything else the callback raises goes up to the caller.
+    """
+    try:
+        callback(request)
+    except Exception as exc:
+        log.exception("%s: on_resync_required raised", client_id)
+        request.fail(f"{type(exc).__name__}: {exc}")
+        return
+    if not request.deferred:
+        request.complete()

@@ -18,6 +18,7 @@ supervisor already left is recognised and dropped, never mistaken for the curren
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol, Union, final, runtime_checkable
 
@@ -41,6 +42,9 @@ __all__ = [
     "TransportFactory",
     "TransportReport",
 ]
+
+
+_SIDE_JOIN = 2.0  # seconds a finished loop waits for its side work before it says it is finished
 
 
 @frozen(kw_only=True)
@@ -255,8 +259,11 @@ class ThreadRunner:
                 if not loop.step():
                     loop.wait(None)
         finally:
+            # Side work ends soon after the loop (a probe within its connect timeout; a resync the
+            # application runs sees request.aborted): waited for, but not for ever.
+            deadline = time.monotonic() + _SIDE_JOIN
             for side in self._side:
-                side.join()
+                side.join(max(0.0, deadline - time.monotonic()))
             self._side.clear()
             self._finished.set()
 

@@ -372,6 +372,10 @@ class ResyncSchedule:
         self._outstanding = self._epoch
         return due
 
+    def abandon(self) -> None:
+        """Give up the outstanding request (the client stops): it reads as aborted from now on."""
+        self._outstanding = None
+
     def settle(self, epoch: int) -> bool:
         """Close the request of *epoch* (completed or failed); return whether it was the current one.
 

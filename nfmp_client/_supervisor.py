@@ -37,7 +37,7 @@ from attrs import frozen
 from ._clock import Clock, MonotonicClock, utc_now
 from ._codec import EventCodec
 from ._config import BrokerEndpoint, ClientConfig, TerminatePolicy
-from ._coordinator import ResyncCoordinator, Settled
+from ._coordinator import ResyncCoordinator, Settled, answer
 from ._delivery import COUNTERS, Decoded, Delivery, Terminate, Verdict
 from ._engine import AttemptFailed, FrameReceived, Lost, Opened, Transport, TransportFactory, TransportReport
 from ._events import Event, TerminateClientSession
@@ -75,7 +75,14 @@ class _Wake:
     """Nothing but a reason to look at the stop request."""
 
 
-_Item = Union[Decoded, Opened, Lost, Settled, _PrimaryAnswer, _Wake]
+@frozen
+class _Crashed:
+    """A callback run beside the loop (the resync's) raised what stops the client."""
+
+    error: BaseException
+
+
+_Item = Union[Decoded, Opened, Lost, Settled, _PrimaryAnswer, _Wake, _Crashed]
 
 
 class _Phase(enum.Enum):
@@ -210,6 +217,7 @@ class Supervisor:
         self._early: list[Decoded] = []  # messages of the connection being made, before its confirmation
         self._next_check = -_INF  # when the deadlines are looked at next while messages keep coming
         self._idle_until: float | None = None  # the deadline the last idle step found
+        self._waiting_since: float | None = None  # when the last step found messages waiting in the inbox
         self._last_message_at: float | None = None
         self.failure: BaseException | None = None
         """Why the client stopped by itself (see :attr:`NfmpClient.failure`), or None."""
@@ -367,8 +375,12 @@ class Supervisor:
             self._shutdown()
             return True
         now = self._clock.monotonic()
+        waiting = len(self._inbox)
+        if self._waiting_since is not None:  # messages waited all along since the last step
+            self.resync.postpone_system_info(now - self._waiting_since)
+        self._waiting_since = now if waiting else None
         fired, due = False, None
-        if now >= self._next_check or not len(self._inbox):
+        if now >= self._next_check or not waiting:
             self._next_check = now + _BUSY_CHECK
             due = self.next_deadline()
             fired = due <= now and self._fire(now)
@@ -397,6 +409,8 @@ class Supervisor:
                 self._lose(item.reason, item.detail)
         elif isinstance(item, Settled):
             self._replay(item)
+        elif isinstance(item, _Crashed):
+            raise item.error  # stops the client (step() turns it into the failure run_forever raises)
         elif isinstance(item, _PrimaryAnswer):
             self._probing = False
             if item.ok and item.epoch == self._epoch and self._phase is _Phase.CONNECTED:
@@ -873,15 +887,20 @@ class Supervisor:
         return True
 
     def _ask_resync(self, request: ResyncRequest) -> None:
-        # The coordinator treats a raise as a failed request: re-raise what the fenced call swallowed.
+        # The application's retrieval runs beside the loop, never on it: meanwhile system events are judged
+        # (a newer trigger aborts the request: request.aborted), held events are acknowledged (the server's
+        # queue for this client does not grow), and the watchdog and heart-beats are watched.
         if self._stop_requested.is_set():
-            request.defer()  # stopping: left open, the next run owes it (the baseline says not in sync)
-            return
-        try:
-            self._handler.on_resync_required(request)  # type: ignore[attr-defined]
-        except Exception:
-            self._counts["handler_errors"] += 1
-            raise
+            return  # stopping: left open; the next run owes it (the baseline says not in sync)
+        handler, inbox, client_id = self._handler, self._inbox, self._config.client_id
+
+        def retrieve() -> None:
+            try:
+                answer(handler.on_resync_required, request, client_id)  # type: ignore[attr-defined]
+            except BaseException as exc:  # noqa: BLE001  # SystemExit and the like stop the client, visibly
+                inbox.put(_Crashed(exc))
+
+        self._spawn(retrieve, f"nfmp-resync-{request.epoch}")
 
 
 def _drop(_report: TransportReport) -> None:

@@ -24,7 +24,7 @@ from nfmp_client import (
     StateStore,
     SystemInfoEvent,
 )
-from nfmp_client._coordinator import ResyncCoordinator, Settled
+from nfmp_client._coordinator import ResyncCoordinator, Settled, answer
 
 NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
 INFO = SystemInfoEvent(sys_start_time="1", jms_start_time="2", sys_primary_ip="192.0.2.10")
@@ -54,6 +54,9 @@ class Harness:
         self.coordinator = ResyncCoordinator(self.config, ask=self.ask, settle=self.verdicts.append)
 
     def ask(self, request: ResyncRequest) -> None:
+        answer(self.application, request, "oss1@1")  # as the client does, on a thread of its own
+
+    def application(self, request: ResyncRequest) -> None:
         self.asked.append(request)
         if self.fail:
             raise RuntimeError("retrieval failed")

@@ -758,3 +758,36 @@ def test_no_event_after_a_trigger_is_delivered_with_the_old_epoch(make_rig: Call
 
     delivered = [(e.attributes["alarmName"], e.header.resync_epoch) for e in rig.handler.of("event")]
     assert delivered == [("before", 1), ("after", 2)]
+
+
+def test_a_long_backlog_before_the_system_info_event_is_no_unknown_state(tmp_path: Path) -> None:
+    """A durable reconnect whose stored backlog takes 3 s to drain (system_info_timeout 1 s), the server's
+    SystemInfoEvent behind it: the window counts only time in which nothing waited, so no resync."""
+    first = Rig(tmp_path)
+    first.start()
+    first.system_info(first.a)
+    first.runner.advance(0.1)  # INITIAL requested and completed
+    first.client.stop()
+    for number in range(30):
+        message = encode_event(
+            ObjectCreation(object_class="fm.AlarmInfo", attributes={"alarmName": str(number)})
+        )
+        first.a.publish(message.body, message.headers)
+    info = encode_event(
+        SystemInfoEvent(sys_start_time="1000", jms_start_time="1000", sys_primary_ip="10.0.0.1")
+    )
+    first.a.publish(info.body, info.headers)
+
+    second = Rig(tmp_path, client_id=first.config.client_id, prefetch=100)
+    second.a, second.broker = first.a, first.broker
+    client = NfmpClient(
+        second.config, second.handler, clock=first.clock, transport=first.broker, runner=first.runner
+    )
+    second.handler.clock = first.clock
+    second.handler.on_event_hook = lambda event: first.clock.advance(0.1)  # a slow drain: 3 s in all
+    client.start()
+    first.runner.advance(5.0)
+
+    assert len(second.handler.of("event")) == 30
+    assert second.handler.of("resync") == []
+    client.stop()

@@ -22,16 +22,25 @@ from nfmp_client import (
     FindRequest,
     Handler,
     HealthStatus,
+    KeepAliveEvent,
     NfmpClient,
     ResyncMode,
     ResyncReason,
     ResyncRequest,
     RetryPolicy,
     StateStore,
+    SystemInfoEvent,
     XmlApiClient,
 )
 from nfmp_client.metrics import register
-from nfmp_client.testing import PORT_CLASS, FaultProxy, NetworkModel, SimulatedServer, SnapshotServer
+from nfmp_client.testing import (
+    PORT_CLASS,
+    ActiveMQAdmin,
+    FaultProxy,
+    NetworkModel,
+    SimulatedServer,
+    SnapshotServer,
+)
 
 from ..conftest import BrokerInfo
 from .test_client import WAIT, Recorder, bare, config_for, running
@@ -542,3 +551,54 @@ def test_health_and_statistics_follow_the_story(
     down = client.health()
     assert down.status is HealthStatus.DOWN
     assert down.state is ConnectionState.STOPPED
+
+
+def test_a_synchronous_retrieval_does_not_block_the_client(
+    server: SimulatedServer, broker: BrokerInfo, admin: ActiveMQAdmin, tmp_path: Path
+) -> None:
+    """on_resync_required that simply takes its time (the first way the docs offer): meanwhile system events
+    are observed, arriving events are held and acknowledged (nothing piles up on the broker), and a newer
+    trigger aborts the request; returning completes the request that replaced it. It used to block the
+    client for the whole retrieval."""
+    release = threading.Event()
+    seen_aborted: list[bool] = []
+
+    class Slow(Resyncing):
+        def on_resync_required(self, request: ResyncRequest) -> None:
+            self.requests.put(request)
+            if request.epoch == 1:
+                release.wait(WAIT)  # a long retrieval
+                seen_aborted.append(request.aborted)
+
+    handler = Slow()
+    client = running(config_for(f"{broker.host}:{broker.port}", **settings(tmp_path)), handler)
+    try:
+        server.wait_for_subscriber(client.config.client_id)
+        first = handler.next_request()
+        while not handler.system.empty():
+            handler.system.get_nowait()
+        server.generate(20)
+
+        assert isinstance(handler.system.get(timeout=WAIT), (KeepAliveEvent, SystemInfoEvent))  # observed
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            pending = [
+                s.pending for s in admin.durable_subscriptions() if s.client_id == client.config.client_id
+            ]
+            if pending == [0] and client.statistics.messages >= 20:
+                break
+            time.sleep(0.1)
+        assert pending == [0]  # held and acknowledged meanwhile
+        server.missed_events(client.config.client_id)
+        second = handler.next_request()
+        assert second.reason is ResyncReason.MISSED_EVENTS
+        assert first.aborted
+        release.set()
+        deadline = time.monotonic() + WAIT
+        while not (synced(client) and seen_aborted) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert seen_aborted == [True]  # what the slow retrieval saw when it ended
+        assert synced(client)
+    finally:
+        release.set()
+        client.stop()
