@@ -20,7 +20,15 @@ from ._config import ClientConfig
 from ._coordinator import ResyncCoordinator
 from ._dedup import RecentIds
 from ._engine import Transport
-from ._events import DataEvent, Event, JmsMissedEvents, SystemEvent, TerminateClientSession, is_system_event
+from ._events import (
+    DataEvent,
+    Event,
+    JmsMissedEvents,
+    SystemEvent,
+    SystemInfoEvent,
+    TerminateClientSession,
+    is_system_event,
+)
 from ._exceptions import MalformedMessage
 
 __all__ = ["COUNTERS", "Decoded", "Delivery", "Verdict"]
@@ -237,9 +245,11 @@ class Delivery:
         return Verdict.CONTINUE
 
     def _other_addressee(self, event: SystemEvent) -> str | None:
-        # The other client a JmsMissedEvents or TerminateClientSession names (ALA_clientId, or the body's
-        # clientId), or None: this client, or no one in particular.
-        if not isinstance(event, (JmsMissedEvents, TerminateClientSession)):
+        # The other client a JmsMissedEvents, SystemInfoEvent or TerminateClientSession names (ALA_clientId,
+        # or the body's clientId), or None: this client, or no one in particular. Another client's
+        # SystemInfoEvent may be a stale one from a durable backlog: judged, it would flip the server's
+        # identity back and forth.
+        if not isinstance(event, (JmsMissedEvents, SystemInfoEvent, TerminateClientSession)):
             return None
         names = [event.header.client_id]
         if isinstance(event, TerminateClientSession):

@@ -10,8 +10,8 @@ selector (the NFM-P XML API and JMS developer guide) ORs them in unconditionally
     (ALA_clientId in ('oss1@1','') AND (<application filter>)) OR MTOSI_objectType in
         ('KeepAliveEvent','StateChangeEvent','TerminateClientSession')
 
-That clause also admits JmsMissedEvents and TerminateClientSession addressed to *other* clients: the client
-checks the addressee of each and ignores (logs and counts) another client's.
+That clause also admits JmsMissedEvents, SystemInfoEvents and TerminateClientSession addressed to *other*
+clients: the client checks the addressee of each and ignores (logs and counts) another client's.
 
 A filter on alarm-only properties (``ALA_alarmType``, ``MTOSI_perceivedSeverity``, ...) drops every non-alarm
 event on the general topics unless it also accepts ``IS NULL``; that is the application's call, documented in

@@ -129,7 +129,8 @@ class ClientStatistics:
     """Messages given up after the handler raised on them ``max_handler_failures`` times in a row (handed to
     ``on_undeliverable`` and acknowledged; a resync follows)."""
     ignored_notices: int = 0
-    """JmsMissedEvents and TerminateClientSession addressed to another client id, acknowledged and ignored."""
+    """JmsMissedEvents, SystemInfoEvents and TerminateClientSession addressed to another client id,
+    acknowledged and ignored."""
     handler_errors: int = 0
     """Callbacks that raised (for ``on_event``: the message is redelivered later)."""
     connections: int = 0

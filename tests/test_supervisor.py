@@ -791,3 +791,24 @@ def test_a_long_backlog_before_the_system_info_event_is_no_unknown_state(tmp_pat
     assert len(second.handler.of("event")) == 30
     assert second.handler.of("resync") == []
     client.stop()
+
+
+def test_another_clients_system_info_event_is_not_judged(rig: Rig) -> None:
+    """A SystemInfoEvent addressed to another client (the selector admits every StateChangeEvent; it may be
+    a stale one from a durable backlog) changes nothing: no restart is read into an old identity."""
+    rig.start()
+    rig.system_info(rig.a)
+    rig.runner.advance(0.1)
+    stale = encode_event(
+        SystemInfoEvent(
+            header=EventHeader(client_id="someone-else@7"),
+            sys_start_time="1",
+            jms_start_time="1",
+            sys_primary_ip="10.0.0.9",
+        )
+    )
+    rig.a.publish(stale.body, stale.headers)
+    rig.runner.advance(2.0)
+
+    assert [r.reason for r in rig.handler.of("resync")] == [ResyncReason.INITIAL]
+    assert rig.client.statistics.ignored_notices == 1

@@ -304,6 +304,8 @@ class TestScenarios:
 
         server.restart()
         assert oss.disconnected.wait(WAIT)
+        while not oss.events.empty():  # what came before the restart (a second SystemInfoEvent, keep-alives)
+            oss.events.get_nowait()
         sent = server.generate(3)
         server.sync()
         oss.connect()
