@@ -30,7 +30,15 @@ from typing import Any
 
 import stomp
 
-from nfmp_client import ClientConfig, DataEvent, EventCodec, Handler, NfmpClient, encode_event
+from nfmp_client import (
+    ClientConfig,
+    DataEvent,
+    EventCodec,
+    Handler,
+    NfmpClient,
+    build_selector,
+    encode_event,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parse import ALARM  # the same typical alarm as the parse benchmark
@@ -56,7 +64,8 @@ def subscribe_offline(client_id: str) -> None:
         f"/topic/{TOPIC}",
         id="1",
         ack="client-individual",
-        headers={"activemq.subscriptionName": client_id, "selector": f"ALA_clientId in ('{client_id}','')"},
+        # The client's own selector: a durable subscription re-created with another one loses its backlog.
+        headers={"activemq.subscriptionName": client_id, "selector": build_selector(client_id)},
     )
     conn.disconnect(receipt="subscribed")
 
@@ -113,7 +122,7 @@ def raw_rate(count: int) -> float:
         ack="client-individual",
         headers={
             "activemq.subscriptionName": client_id,
-            "selector": f"ALA_clientId in ('{client_id}','')",
+            "selector": build_selector(client_id),
             "activemq.prefetchSize": str(PREFETCH),
         },
     )

@@ -95,6 +95,7 @@ class ResyncCoordinator:
         self._held_bytes = 0
         self._failures = 0  # resyncs failed in a row: each retry waits longer
         self._completing: int | None = None  # the epoch settled, its held events being replayed
+        self._requests_while_holding = 0  # requests made since the hold began (a second one drops the hold)
         self._system_info_due = _NO_DEADLINE
         self._connected = False
         self._saved: Baseline | None = None  # the baseline last written (saved_at aside)
@@ -155,6 +156,7 @@ class ResyncCoordinator:
             last_epoch=baseline.resync_epoch if baseline else 0,
         )
         self._request, self._holding, self._held, self._held_bytes = None, False, [], 0
+        self._requests_while_holding = 0
         self._trigger(self._rules.start(), now)
         self._persist()
 
@@ -290,6 +292,7 @@ class ResyncCoordinator:
         self._failures = 0
         held = [_tagged(event, request.epoch) for event in self._held]
         self._held, self._held_bytes, self._holding = [], 0, False
+        self._requests_while_holding = 0
         self._completing = request.epoch  # complete once the held events are replayed: see replayed()
         log.info(
             "%s: resync #%d complete; %d held events to replay",
@@ -351,9 +354,9 @@ class ResyncCoordinator:
             dict(trigger.evidence) if trigger.evidence else "",
         )
         # From the trigger on, the application's copy is out of date: no data event is handed over as if it
-        # belonged to it (with its epoch). They are held; the request's retrieval covers those that came
-        # before it (dropped then), and those after it are replayed once it completes. Before the very first
-        # resync there is no copy to mistake them for: they flow, with epoch 0, until the first request.
+        # belonged to it (with its epoch). They are held, and replayed with the new epoch once the resync
+        # completes. Before the very first resync there is no copy to mistake them for: they flow, with
+        # epoch 0, until the first request.
         if self._config.resync_mode is ResyncMode.HOLD_AND_REPLAY and self._rules.baseline.in_sync:
             self._holding = True
         # Owed from now on, and on disk before the message that caused it is acknowledged (the trigger comes
@@ -364,10 +367,13 @@ class ResyncCoordinator:
         self._schedule.add(trigger, now)
 
     def _ask(self, due: Due) -> None:
-        # Held from the trigger until the resync completes. Events held before this request (since the
-        # trigger, or for an earlier request that failed or was replaced) are dropped: this request's
-        # retrieval covers them (Nokia's procedure clears its buffers when a retrieval is aborted).
-        self._held, self._held_bytes = [], 0
+        # Held from the trigger until the resync completes, and replayed then, in order (Nokia's procedure:
+        # buffer from the subscription on, retrieve, apply the buffer). Events held for an earlier request
+        # of this resync that failed or was replaced are dropped: this request's retrieval covers them
+        # (Nokia's procedure clears its buffers when a retrieval is aborted).
+        if self._requests_while_holding:
+            self._held, self._held_bytes = [], 0
+        self._requests_while_holding += 1
         self._holding = self._config.resync_mode is ResyncMode.HOLD_AND_REPLAY
         if due.aborts is not None:
             log.warning("%s: resync #%d replaced by #%d", self._config.client_id, due.aborts, due.epoch)

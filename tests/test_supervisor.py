@@ -731,7 +731,8 @@ def test_an_event_the_handler_always_rejects_is_given_up(make_rig: Callable[...,
     requests = rig.handler.of("resync")
     assert requests[0].reason is ResyncReason.INITIAL
     assert ResyncReason.UNDELIVERABLE in requests[-1].reasons  # with the reconnections' unknown state
-    assert "after" not in rig.handler.names()  # held from the trigger on: the resync's retrieval covers it
+    assert rig.handler.names()[-1] == "after"  # held from the trigger on, replayed once the resync completed
+    assert rig.handler.of("event")[-1].header.resync_epoch == requests[-1].epoch
     assert rig.a.subscriptions() == {(rig.config.client_id, rig.config.client_id): 0}
     rig.publish(rig.a, "later")
     assert rig.handler.names()[-1] == "later"
@@ -740,7 +741,8 @@ def test_an_event_the_handler_always_rejects_is_given_up(make_rig: Callable[...,
 
 def test_no_event_after_a_trigger_is_delivered_with_the_old_epoch(make_rig: Callable[..., Rig]) -> None:
     """A server restart noticed at 1 s, requested at 10 s (resync_min_interval): the events in between are
-    not handed over as if they belonged to the old state; those after the request come with its epoch."""
+    not handed over as if they belonged to the old state; they are held and come, in order, with the new
+    epoch once the resync completed."""
     rig = make_rig(resync_min_interval=10.0)
     rig.start()
     rig.system_info(rig.a)
@@ -757,7 +759,7 @@ def test_no_event_after_a_trigger_is_delivered_with_the_old_epoch(make_rig: Call
     rig.publish(rig.a, "after")
 
     delivered = [(e.attributes["alarmName"], e.header.resync_epoch) for e in rig.handler.of("event")]
-    assert delivered == [("before", 1), ("after", 2)]
+    assert delivered == [("before", 1), ("between", 2), ("after", 2)]
 
 
 def test_a_long_backlog_before_the_system_info_event_is_no_unknown_state(tmp_path: Path) -> None:
