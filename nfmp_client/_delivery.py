@@ -86,8 +86,9 @@ class Terminate:
 Outcome = Union[Verdict, Terminate]
 """What :meth:`Delivery.deliver` returns."""
 
-Call = Callable[[str, object], Union[bool, None]]
-"""Calls a handler method by name: True (returned), False (raised), None (not called: stopping)."""
+Call = Callable[..., Union[bool, None]]
+"""Calls a handler method by name with its arguments: True (returned), False (raised), None (not called:
+stopping)."""
 
 
 @final
@@ -184,7 +185,7 @@ class Delivery:
             type(error).__name__,
             error,
         )
-        self._call("on_undeliverable", (event, error))
+        self._call("on_undeliverable", event, error)
         self._failing = ("", 0)
         self._acknowledge(transport, ack_id, message_id)
         if not is_system_event(event):

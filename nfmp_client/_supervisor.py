@@ -868,17 +868,14 @@ class Supervisor:
             self._state = state
             self.state_changed.notify_all()
 
-    def _call(self, name: str, argument: object) -> bool | None:
+    def _call(self, name: str, *arguments: object) -> bool | None:
         # The application's code, fenced: an Exception is logged and counted (False); a BaseException
         # (SystemExit, KeyboardInterrupt) goes up and stops the client. Once a stop was asked, nothing more
         # is called (None).
         if self._stop_requested.is_set():
             return None
         try:
-            if name == "on_undeliverable":
-                getattr(self._handler, name)(*argument)  # type: ignore[misc]  # (event, error)
-            else:
-                getattr(self._handler, name)(argument)
+            getattr(self._handler, name)(*arguments)
         except Exception as exc:
             self._last_error = exc
             self._counts["handler_errors"] += 1
