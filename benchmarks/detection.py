@@ -1,10 +1,11 @@
 """Dead-connection detection: time from a blackholed link (half-open TCP) to ``on_connection_lost``.
 
 A FaultProxy sits between NfmpClient and the broker; after the client is connected the proxy blackholes the
-link (both sockets stay open, nothing flows: seed 000's firewall), and the time until the handler hears of the
-loss is measured, over several trials, for the default settings (heart-beats 10 s, keep-alive timeout 120 s)
-and for short settings. The link is cut once the connection is established (after the broker's first
-heart-beat). Heart-beats decide: expect about ``heartbeat_grace`` (2.5) x the interval.
+link (both sockets stay open, nothing flows: the idle-dropping firewall of the Spacewalk wiki's "Jabber and
+OSAD client connection issues"), and the time until the handler hears of the loss is measured, over several
+trials, for the default settings (heart-beats 10 s, keep-alive timeout 120 s) and for short settings. The link
+is cut once the connection is established (after the broker's first heart-beat). Heart-beats decide: expect
+about ``heartbeat_grace`` (2.5) x the interval.
 
 Needs the project's broker: ``scripts/broker start`` (this script starts it if it is not running).
 Usage: python benchmarks/detection.py [--trials N] [--skip-default]   (the last line is one JSON object)

@@ -228,7 +228,11 @@ class Runner(Protocol):
         ...
 
     def spawn(self, work: Callable[[], None], name: str) -> None:
-        """Run *work* beside the loop (it only posts to the inbox); it is joined when the loop finishes."""
+        """Run *work* beside the loop; it is waited for, briefly, when the loop finishes.
+
+        The primary check and the application's resync retrieval: they talk to the loop only through its
+        inbox.
+        """
         ...
 
 

@@ -168,7 +168,7 @@ class Supervisor:
             handler: The application's :class:`~nfmp_client.Handler`.
             clock: The client's clock.
             transport_factory: Makes each connection.
-            spawn: Runs side work (the primary check) beside the loop.
+            spawn: Runs side work beside the loop (the primary check, the application's retrieval).
         """
         self._config = config
         self._handler = handler
@@ -451,7 +451,9 @@ class Supervisor:
             self._probe_primary(now)
             fired = True
         if self.resync.deadline() <= now:
-            with self._busy():  # on_resync_required may run here, for long: not the server's silence
+            # The application's retrieval runs beside the loop (inline on a test's manual runner, where its
+            # time is then the application's, not the server's silence).
+            with self._busy():
                 self.resync.tick(now)
             fired = True
         return fired

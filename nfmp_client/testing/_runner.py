@@ -19,9 +19,9 @@ class ManualRunner:
 
     Nothing happens unless the test says so: :meth:`run_until_idle` handles what is in the client's inbox,
     :meth:`advance` moves time and fires each deadline at its exact time on the way, :meth:`run_until` jumps
-    from deadline to deadline until a condition holds. Side work (the primary check) runs inline. The
-    client's blocking calls (``stop()``, ``run_forever()``) step the loop themselves, jumping to the next
-    deadline whenever there is nothing to do, as if time flew.
+    from deadline to deadline until a condition holds. Side work (the primary check, the application's resync
+    retrieval) runs inline. The client's blocking calls (``stop()``, ``run_forever()``) step the loop
+    themselves, jumping to the next deadline whenever there is nothing to do, as if time flew.
 
     Example::
 
@@ -63,7 +63,7 @@ class ManualRunner:
         return self._depth > 0
 
     def spawn(self, work: Callable[[], None], name: str) -> None:
-        """Run *work* now, inline (it only posts to the inbox)."""
+        """Run *work* now, inline (deterministic: its posts are in the inbox when this returns)."""
         del name
         work()
 
