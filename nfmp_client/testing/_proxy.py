@@ -13,20 +13,32 @@ without root, so that a test can break the path at the moment it chooses and wat
   it sends piles up in kernel buffers. Bytes the proxy held at that moment are dropped. New connections made
   while the mode holds are accepted (the kernel completes the handshake) and blackholed at once; the target
   never hears of them.
+* ``BLACKHOLE_TO_CLIENT`` and ``BLACKHOLE_TO_TARGET``: one way dies and the other flows, like a firewall that
+  has lost the state of one half of a session. Toward the client, nothing the target sends (no byte, no FIN)
+  reaches the client, while the client's bytes and FIN still reach the target; toward the target, the
+  reverse. The proxy keeps reading the dead direction's source and discards what it reads, as a firewall
+  drops the packets, so that sender never blocks (but the proxy's kernel acknowledges those bytes, see
+  below); bytes held for the dead direction when the mode starts are dropped. Once the live direction has
+  passed its FIN on and the dead direction's source has sent its FIN too, both peers have finished sending
+  and the proxy closes both sockets, as for a FIN both ways (only then does the dead direction's sink get a
+  FIN). New connections made while the mode holds are connected to the target (it hears of them) and get
+  the dead direction at once. A reset by either peer still ends the connection with resets, as in ``PASS``.
+  A connection whose other direction then dies too is blackholed both ways, as above.
 * ``RESET``: every open connection, blackholed ones included, is closed with a TCP reset on both sides before
   :meth:`FaultProxy.reset` returns; new connections are reset as soon as they are accepted.
 * ``DELAY``: bytes flow with an added latency per chunk, in order.
 * ``IDLE_TIMEOUT``: bytes flow, but a connection idle (no byte either way) for longer than the configured
   seconds is silently blackholed, exactly as above: the stateful firewall of the seed.
 
-A blackholed connection is dead for good. Switching back to ``PASS`` lets *new* connections through and leaves
-the blackholed ones silent: that is what a firewall which has forgotten a session does, and the only honest
-choice, because the bytes the peers sent meanwhile are lost, so their byte streams (STOMP frames) could not be
-resumed anyway. A test ends them with :meth:`FaultProxy.reset` or lets the client give up on them.
+A blackholed connection is dead for good, and so is the dead direction of a one-way blackholed one. Switching
+back to ``PASS`` lets *new* connections through and leaves the blackholed ones silent (and the one-way ones
+one-way): that is what a firewall which has forgotten a session does, and the only honest choice, because the
+bytes the peers sent meanwhile are lost, so their byte streams (STOMP frames) could not be resumed anyway.
+A test ends them with :meth:`FaultProxy.reset` or lets the client give up on them.
 
-Unlike a real firewall, the proxy's kernel still acknowledges what the peers send into a blackhole, so there
-are no TCP retransmissions, only silence: the peers' own TCP stacks never time the connection out. For
-heart-beat detection, which is what an application relies on, the effect is the same.
+Unlike a real firewall, the proxy's kernel still acknowledges what the peers send into a blackhole (two-way or
+one-way), so there are no TCP retransmissions, only silence: the peers' own TCP stacks never time the
+connection out. For heart-beat detection, which is what an application relies on, the effect is the same.
 
 One selector thread does all the I/O, with non-blocking sockets: a peer that stops reading stalls only its own
 connection (the proxy stops reading from the other side once ``buffer_limit`` bytes are held for it), never
@@ -49,7 +61,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final, final
+from typing import Any, Final, Literal, final
 
 from attrs import frozen
 
@@ -74,12 +86,19 @@ class ProxyMode(enum.Enum):
     """Forward both ways."""
     BLACKHOLE = "blackhole"
     """Forward nothing, close nothing (a half-open path); blackholed connections stay dead."""
+    BLACKHOLE_TO_CLIENT = "blackhole-to-client"
+    """Drop what the target sends (bytes and FIN), forward what the client sends; for good, per connection."""
+    BLACKHOLE_TO_TARGET = "blackhole-to-target"
+    """Drop what the client sends (bytes and FIN), forward what the target sends; for good, per connection."""
     RESET = "reset"
     """Reset every connection, and each new one."""
     DELAY = "delay"
     """Forward with added latency."""
     IDLE_TIMEOUT = "idle-timeout"
     """Forward, but silently blackhole a connection idle for too long."""
+
+
+_ONE_WAY: Final = (ProxyMode.BLACKHOLE_TO_CLIENT, ProxyMode.BLACKHOLE_TO_TARGET)
 
 
 @frozen(kw_only=True)
@@ -93,7 +112,10 @@ class ProxyStats:
     accepted: int
     """Connections accepted, those reset on arrival included."""
     blackholed: int
-    """Connections blackholed, by the mode or by the idle timeout."""
+    """Connections blackholed both ways, by the mode or by the idle timeout."""
+    one_way_blackholed: int
+    """Connections one direction of which a one-way blackhole killed (``blackhole("client")`` or
+    ``blackhole("target")``); one also blackholed both ways later is counted in :attr:`blackholed` too."""
     idled_out: int
     """Connections blackholed by the idle timeout (also counted in :attr:`blackholed`)."""
     resets: int
@@ -109,7 +131,7 @@ class ProxyStats:
 class _Direction:
     """One direction of a connection: bytes read from one socket, held, then written to the other."""
 
-    __slots__ = ("delayed", "eof", "held", "outbuf", "shut", "to_target")
+    __slots__ = ("dead", "delayed", "eof", "held", "outbuf", "shut", "to_target")
 
     def __init__(self, *, to_target: bool) -> None:
         self.to_target = to_target
@@ -118,6 +140,12 @@ class _Direction:
         self.held = 0  # bytes in delayed + outbuf
         self.eof = False  # the source sent FIN
         self.shut = False  # ... and it was passed on to the sink
+        self.dead = False  # one-way blackholed for good: read and discard, never write, never pass a FIN on
+
+    @property
+    def finished(self) -> bool:
+        """The source's FIN was passed on, or the source sent FIN into a dead direction."""
+        return self.shut or (self.dead and self.eof)
 
     def drop(self) -> None:
         self.delayed.clear()
@@ -135,7 +163,7 @@ class _Pipe:
         self.peer = peer
         self.connecting = False
         self.connect_deadline = 0.0
-        self.dead = False  # blackholed for good
+        self.dead = False  # blackholed for good, both ways (see also up.dead and down.dead)
         self.closed = False
         self.last_activity = now
         self.up = _Direction(to_target=True)
@@ -204,6 +232,7 @@ class FaultProxy:
         self._pipes: dict[int, _Pipe] = {}
         self._numbered = 0
         self._accepted = self._blackholed = self._idled_out = self._resets = self._connect_failures = 0
+        self._one_way = 0
         self._to_target = self._to_client = 0
         self._running = False
         self._address: tuple[str, int] | None = None
@@ -328,12 +357,33 @@ class FaultProxy:
         """Forward both ways; connections blackholed earlier stay dead, new ones flow."""
         self._set_mode(ProxyMode.PASS)
 
-    def blackhole(self) -> None:
-        """Forward nothing and close nothing, for every open connection (for good) and every new one.
+    def blackhole(self, toward: Literal["both", "client", "target"] = "both") -> None:
+        """Forward nothing toward *toward*, for every open connection (for good) and every new one.
 
-        When this returns, no further byte is delivered on any open connection.
+        ``"both"`` forwards nothing and closes nothing, either way (``ProxyMode.BLACKHOLE``). ``"client"``
+        drops what the target sends, bytes and FIN, and still forwards what the client sends
+        (``ProxyMode.BLACKHOLE_TO_CLIENT``); ``"target"`` drops what the client sends and forwards what the
+        target sends (``ProxyMode.BLACKHOLE_TO_TARGET``). The dropped bytes are read and discarded, so their
+        sender never blocks; new connections are connected to the target. A connection that already has the
+        other direction dead is blackholed both ways. See the module documentation for the details.
+
+        When this returns, no further byte is delivered toward *toward* on any open connection.
+
+        Args:
+            toward: The side that stops hearing from the other: ``"both"``, ``"client"`` or ``"target"``.
+
+        Raises:
+            ValueError: *toward* is none of these.
         """
-        self._set_mode(ProxyMode.BLACKHOLE)
+        modes = {
+            "both": ProxyMode.BLACKHOLE,
+            "client": ProxyMode.BLACKHOLE_TO_CLIENT,
+            "target": ProxyMode.BLACKHOLE_TO_TARGET,
+        }
+        mode = modes.get(toward) if isinstance(toward, str) else None
+        if mode is None:
+            raise ValueError(f"toward must be 'both', 'client' or 'target', got {toward!r}")
+        self._set_mode(mode)
 
     def reset(self) -> None:
         """Reset both sides of every open connection (SO_LINGER 0: an RST), and each new one meanwhile.
@@ -416,6 +466,7 @@ class FaultProxy:
             open_connections=len(self._pipes),
             accepted=self._accepted,
             blackholed=self._blackholed,
+            one_way_blackholed=self._one_way,
             idled_out=self._idled_out,
             resets=self._resets,
             connect_failures=self._connect_failures,
@@ -464,6 +515,9 @@ class FaultProxy:
             elif mode is ProxyMode.BLACKHOLE:
                 for pipe in list(self._pipes.values()):
                     self._kill(pipe, "blackholed")
+            elif mode in _ONE_WAY:
+                for pipe in list(self._pipes.values()):
+                    self._kill_one_way(pipe, to_target=mode is ProxyMode.BLACKHOLE_TO_TARGET)
             elif mode is ProxyMode.RESET:
                 for pipe in list(self._pipes.values()):
                     self._resets += 1
@@ -556,6 +610,8 @@ class FaultProxy:
                 continue
             log.info("%s: connection #%d from %s", self._name, number, peer)
             self._connect(pipe, now)
+            if self._mode in _ONE_WAY and not pipe.closed:
+                self._kill_one_way(pipe, to_target=self._mode is ProxyMode.BLACKHOLE_TO_TARGET)
 
     def _connect(self, pipe: _Pipe, now: float) -> None:
         target = socket.socket(self._target_family, socket.SOCK_STREAM)
@@ -601,6 +657,8 @@ class FaultProxy:
             return
         now = time.monotonic()
         pipe.last_activity = now
+        if direction.dead:  # one-way blackholed: read, so that the sender never blocks, and drop
+            return
         direction.delayed.append((now + self._delay if self._mode is ProxyMode.DELAY else now, data))
         direction.held += len(data)
 
@@ -621,13 +679,19 @@ class FaultProxy:
                 self._pump(pipe, pipe.up, pipe.target, now) and self._pump(pipe, pipe.down, pipe.client, now)
             ):
                 continue
-            if pipe.up.shut and pipe.down.shut:
-                self._close(pipe, reset=False, why="closed (FIN both ways)")
+            if pipe.up.finished and pipe.down.finished:
+                why = "closed (FIN both ways)"
+                if pipe.up.dead or pipe.down.dead:
+                    sink = _side(not pipe.up.dead)
+                    why = f"closed (FIN from both peers; the one toward the {sink} was dropped)"
+                self._close(pipe, reset=False, why=why)
                 continue
             self._update_interest(pipe)
 
     def _pump(self, pipe: _Pipe, direction: _Direction, sink: socket.socket, now: float) -> bool:
         """Write what is due; pass a FIN on once everything before it is written. False if the pipe closed."""
+        if direction.dead:
+            return True
         while direction.delayed and direction.delayed[0][0] <= now:
             direction.outbuf += direction.delayed.popleft()[1]
         while direction.outbuf:
@@ -694,6 +758,25 @@ class FaultProxy:
                 self._unregister(pipe, sock)
         self._blackholed += 1
         log.info("%s: connection #%d %s", self._name, pipe.number, why)
+
+    def _kill_one_way(self, pipe: _Pipe, *, to_target: bool) -> None:
+        """Kill one direction for good: drop what is held for it; from now on read and discard its bytes."""
+        direction, other = (pipe.up, pipe.down) if to_target else (pipe.down, pipe.up)
+        if pipe.dead or pipe.closed or direction.dead:
+            return
+        if other.dead:
+            self._kill(pipe, f"blackholed both ways (one-way toward the {_side(not to_target)} too)")
+            return
+        direction.dead = True
+        direction.drop()
+        self._one_way += 1
+        log.info(
+            "%s: connection #%d one-way blackholed: the %s's bytes and FIN no longer reach the %s",
+            self._name,
+            pipe.number,
+            _side(to_target),
+            _side(not to_target),
+        )
 
     def _close(self, pipe: _Pipe, *, reset: bool, why: str, level: int = logging.INFO) -> None:
         if pipe.closed:

@@ -10,8 +10,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
 
 import pytest
 import stomp
@@ -90,6 +90,49 @@ def echo() -> Iterator[EchoServer]:
 @pytest.fixture
 def proxy(echo: EchoServer) -> Iterator[FaultProxy]:
     with FaultProxy("127.0.0.1", echo.port) as fault_proxy:
+        yield fault_proxy
+
+
+class PeerServer:
+    """A loopback TCP server that hands each connection it accepts to the test, which then plays the target."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.server.getsockname()[1]
+        self.connections: queue.Queue[socket.socket] = queue.Queue()
+        self._all: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            conn.settimeout(2)
+            self._all.append(conn)
+            self.connections.put(conn)
+
+    def next(self, timeout: float = 2.0) -> socket.socket:
+        """The server side of the next connection the proxy makes to the target."""
+        return self.connections.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.server.close()
+        for conn in self._all:
+            conn.close()
+
+
+@pytest.fixture
+def peer() -> Iterator[PeerServer]:
+    server = PeerServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def peer_proxy(peer: PeerServer) -> Iterator[FaultProxy]:
+    with FaultProxy("127.0.0.1", peer.port) as fault_proxy:
         yield fault_proxy
 
 
@@ -274,6 +317,197 @@ class TestBlackhole:
             proxy.reset()
 
             assert ending(sock) == "reset"
+
+
+Toward = Literal["client", "target"]
+
+
+class OneWay:
+    """A proxied connection's two ends, named by the one-way blackhole: who sends into the dead direction."""
+
+    def __init__(self, client: socket.socket, target: socket.socket, toward: Toward) -> None:
+        self.client, self.target = client, target
+        # The dead direction runs toward *toward*; the live one the other way.
+        self.dead_sender, self.dead_receiver = (target, client) if toward == "client" else (client, target)
+        self.live_sender, self.live_receiver = self.dead_receiver, self.dead_sender
+
+    def close(self) -> None:
+        self.client.close()
+        self.target.close()
+
+
+def connect(proxy: FaultProxy, peer: PeerServer, toward: Toward) -> OneWay:
+    client = dial(proxy)
+    return OneWay(client, peer.next(), toward)
+
+
+def flows(sender: socket.socket, receiver: socket.socket, data: bytes = b"alive") -> bool:
+    sender.sendall(data)
+    return receive(receiver, len(data)) == data
+
+
+@pytest.fixture(params=["client", "target"])
+def toward(request: pytest.FixtureRequest) -> Toward:
+    side: Toward = request.param
+    return side
+
+
+@pytest.fixture(params=["open", "new"])
+def one_way(
+    request: pytest.FixtureRequest, peer_proxy: FaultProxy, peer: PeerServer, toward: Toward
+) -> Iterator[OneWay]:
+    """A connection one-way blackholed toward *toward*: one open when the mode started, or one made after."""
+    if request.param == "open":
+        ends = connect(peer_proxy, peer, toward)
+        assert flows(ends.client, ends.target)
+        assert flows(ends.target, ends.client)
+        peer_proxy.blackhole(toward)
+    else:
+        peer_proxy.blackhole(toward)
+        ends = connect(peer_proxy, peer, toward)  # the target hears of it
+    yield ends
+    ends.close()
+
+
+class TestOneWayBlackhole:
+    def test_dead_direction_drops_live_direction_flows(self, one_way: OneWay, peer_proxy: FaultProxy) -> None:
+        """Bytes toward the blackholed side never arrive; bytes the other way do, before and after them."""
+        before = peer_proxy.stats()
+        assert flows(one_way.live_sender, one_way.live_receiver)
+        one_way.dead_sender.sendall(b"lost")
+        assert flows(one_way.live_sender, one_way.live_receiver)
+
+        assert silent(one_way.dead_receiver, 0.2)
+        after = peer_proxy.stats()
+        delivered = (
+            after.bytes_to_target - before.bytes_to_target,
+            after.bytes_to_client - before.bytes_to_client,
+        )
+        assert sorted(delivered) == [0, 10]  # the live direction's ten bytes; "lost" not counted
+
+    def test_dead_direction_sender_never_blocks(self, one_way: OneWay) -> None:
+        """The proxy reads and discards the dead direction: 16 MiB go out without blocking (a two-way blackhole
+        takes about 3 MiB before the sender blocks), and the live direction still flows."""
+        assert not blocks(one_way.dead_sender, limit=16 * 1024 * 1024)
+        assert flows(one_way.live_sender, one_way.live_receiver)
+        assert silent(one_way.dead_receiver, 0.1)
+
+    def test_fin_in_live_direction_is_passed_on(self, one_way: OneWay, peer_proxy: FaultProxy) -> None:
+        """A FIN toward the live side arrives after the bytes before it; the blackholed side still hears nothing."""
+        one_way.live_sender.sendall(b"bye")
+        one_way.live_sender.shutdown(socket.SHUT_WR)
+
+        assert receive(one_way.live_receiver, 4) == b"bye"  # then end of stream
+        assert silent(one_way.dead_receiver, 0.2)
+        assert peer_proxy.stats().open_connections == 1
+
+    def test_fin_in_dead_direction_is_not_passed_on(self, one_way: OneWay, peer_proxy: FaultProxy) -> None:
+        """A FIN toward the blackholed side vanishes; the connection stays open and the live direction flows."""
+        one_way.dead_sender.shutdown(socket.SHUT_WR)
+
+        assert silent(one_way.dead_receiver, 0.2)
+        assert flows(one_way.live_sender, one_way.live_receiver)
+        assert peer_proxy.stats().open_connections == 1
+
+    def test_closed_once_both_peers_sent_fin(self, one_way: OneWay, peer_proxy: FaultProxy) -> None:
+        """After the dead direction's FIN, the live direction's FIN ends the pipe: both sockets are closed."""
+        one_way.dead_sender.shutdown(socket.SHUT_WR)
+        assert silent(one_way.dead_receiver, 0.1)
+        one_way.live_sender.shutdown(socket.SHUT_WR)
+
+        assert ending(one_way.live_receiver, 1.0) == "closed"
+        peer_proxy.wait_until(lambda s: s.open_connections == 0, timeout=1)
+        assert ending(one_way.dead_receiver, 1.0) == "closed"  # the proxy closed its socket, FIN-wise
+
+    def test_stays_one_way_after_pass(self, peer_proxy: FaultProxy, peer: PeerServer, toward: Toward) -> None:
+        """Switching back to pass lets a new connection flow both ways; the old one keeps its dead direction."""
+        old = connect(peer_proxy, peer, toward)
+        peer_proxy.blackhole(toward)
+        peer_proxy.passthrough()
+
+        new = connect(peer_proxy, peer, toward)
+        assert flows(new.client, new.target)
+        assert flows(new.target, new.client)
+        old.dead_sender.sendall(b"still lost")
+        assert flows(old.live_sender, old.live_receiver)
+        assert silent(old.dead_receiver, 0.2)
+        old.close()
+        new.close()
+
+    def test_bytes_held_when_the_mode_starts_are_dropped(
+        self, peer_proxy: FaultProxy, peer: PeerServer, toward: Toward
+    ) -> None:
+        """Bytes the proxy holds for the direction that dies (here: delayed) are never delivered."""
+        ends = connect(peer_proxy, peer, toward)
+        peer_proxy.delay(0.1)
+        ends.dead_sender.sendall(b"held")
+        time.sleep(0.02)  # the proxy reads it at once and holds it for 0.1 s
+
+        peer_proxy.blackhole(toward)
+
+        assert silent(ends.dead_receiver, 0.25)
+        ends.close()
+
+    def test_reset_ends_it_on_both_sides(self, one_way: OneWay, peer_proxy: FaultProxy) -> None:
+        """reset() ends a one-way blackholed connection with a reset on both sides."""
+        peer_proxy.reset()
+
+        assert ending(one_way.client) == "reset"
+        assert ending(one_way.target) == "reset"
+        assert peer_proxy.stats().open_connections == 0
+
+    def test_stop_closes_it(self, one_way: OneWay, peer_proxy: FaultProxy) -> None:
+        """stop() closes a one-way blackholed connection like any other: a FIN to both sides."""
+        peer_proxy.stop()
+
+        assert ending(one_way.client) == "closed"
+        assert ending(one_way.target) == "closed"
+
+    def test_counted_and_logged(
+        self, peer_proxy: FaultProxy, peer: PeerServer, toward: Toward, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Open and new connections hit by a one-way blackhole are counted apart from two-way ones, and logged."""
+        caplog.set_level(logging.INFO, logger="nfmp_client.testing")
+        first = connect(peer_proxy, peer, toward)
+        peer_proxy.blackhole(toward)
+        second = connect(peer_proxy, peer, toward)
+        peer_proxy.blackhole(toward)  # again: nothing more to count
+
+        stats = peer_proxy.stats()
+        mode = ProxyMode.BLACKHOLE_TO_CLIENT if toward == "client" else ProxyMode.BLACKHOLE_TO_TARGET
+        assert stats.mode is mode
+        assert (stats.one_way_blackholed, stats.blackholed, stats.open_connections) == (2, 0, 2)
+        assert f"mode {mode.value}" in caplog.text
+        other = "target" if toward == "client" else "client"
+        message = f"one-way blackholed: the {other}'s bytes and FIN no longer reach the {toward}"
+        assert f"connection #1 {message}" in caplog.text
+        assert f"connection #2 {message}" in caplog.text
+        first.close()
+        second.close()
+
+    def test_other_direction_too_blackholes_both_ways(
+        self, one_way: OneWay, peer_proxy: FaultProxy, toward: Toward
+    ) -> None:
+        """A one-way blackholed connection whose other direction dies too is blackholed both ways."""
+        peer_proxy.blackhole("target" if toward == "client" else "client")
+
+        one_way.live_sender.sendall(b"lost")
+        assert silent(one_way.live_receiver, 0.2)
+        stats = peer_proxy.stats()
+        assert (stats.one_way_blackholed, stats.blackholed, stats.open_connections) == (1, 1, 1)
+
+    @pytest.mark.parametrize("bad", ["", "Client", "server", "up", None, 1])
+    def test_bad_toward(self, proxy: FaultProxy, bad: Any) -> None:
+        """Anything but "both", "client" or "target" is refused, and the mode is left alone."""
+        with pytest.raises(ValueError, match="toward must be 'both', 'client' or 'target'"):
+            proxy.blackhole(bad)
+        assert proxy.mode is ProxyMode.PASS
+
+    def test_both_is_the_two_way_blackhole(self, proxy: FaultProxy) -> None:
+        """blackhole("both") is blackhole(): the two-way mode."""
+        proxy.blackhole("both")
+
+        assert proxy.mode is ProxyMode.BLACKHOLE
 
 
 class TestReset:
@@ -473,13 +707,16 @@ class TestObservation:
 
     def test_mode_follows_the_methods(self, proxy: FaultProxy) -> None:
         """The mode property and the stats say which mode is in force."""
-        for switch, mode in [
+        switches: list[tuple[Callable[[], None], ProxyMode]] = [
             (proxy.blackhole, ProxyMode.BLACKHOLE),
+            (lambda: proxy.blackhole("client"), ProxyMode.BLACKHOLE_TO_CLIENT),
+            (lambda: proxy.blackhole("target"), ProxyMode.BLACKHOLE_TO_TARGET),
             (proxy.reset, ProxyMode.RESET),
             (lambda: proxy.delay(0.1), ProxyMode.DELAY),
             (lambda: proxy.idle_timeout(1), ProxyMode.IDLE_TIMEOUT),
             (proxy.passthrough, ProxyMode.PASS),
-        ]:
+        ]
+        for switch, mode in switches:
             switch()
             assert proxy.mode is mode
             assert proxy.stats().mode is mode
