@@ -7,6 +7,9 @@
 //   list                      one line per client connection and per durable topic subscription
 //   close CLIENT_ID           stop the broker-side connection(s) with this client-id (the client sees a drop)
 //   rmsub CLIENT_ID SUBNAME   destroy an inactive durable subscription (refused while it is attached)
+//   evict CLIENT_ID SUBNAME   stop the client-id's connection(s), then destroy the subscription, trying again
+//                             (stopping again) for up to 10 s while it is still attached: what a server that
+//                             removes a subscription at once does, even for a client that keeps reconnecting
 //   closeall EXCEPT_CLIENT_ID stop every client connection but those with this client-id; prints the count
 //   rmsuball EXCEPT_CLIENT_ID destroy every inactive durable subscription but this client-id's; prints the
 //                             count (attached ones are left: close their connections first)
@@ -32,6 +35,7 @@ public class AmqAdmin {
     static final String DEFAULT_URL = "service:jmx:rmi:///jndi/rmi://127.0.0.1:11099/jmxrmi";
     static final String USAGE =
             "usage: AmqAdmin [--url JMX_URL] list | close CLIENT_ID | rmsub CLIENT_ID SUBNAME"
+                    + " | evict CLIENT_ID SUBNAME"
                     + " | closeall EXCEPT_CLIENT_ID | rmsuball EXCEPT_CLIENT_ID";
 
     /** An expected failure: printed as one line on stderr, no stack trace. */
@@ -65,7 +69,7 @@ public class AmqAdmin {
         int wanted = switch (cmd) {
             case "list" -> 1;
             case "close" -> 2;
-            case "rmsub" -> 3;
+            case "rmsub", "evict" -> 3;
             case "closeall", "rmsuball" -> 2;
             default -> throw new Failure(2, "unknown command '" + cmd + "'; " + USAGE);
         };
@@ -92,6 +96,7 @@ public class AmqAdmin {
                 case "close" -> close(s, broker, args.get(1));
                 case "closeall" -> closeAll(s, broker, args.get(1));
                 case "rmsuball" -> rmsubAll(s, broker, args.get(1));
+                case "evict" -> evict(s, broker, args.get(1), args.get(2));
                 default -> rmsub(s, broker, args.get(1), args.get(2));
             }
         } catch (Failure f) {
@@ -216,6 +221,33 @@ public class AmqAdmin {
                     + " (close the client's connection first)");
         }
         System.out.println("removed durable subscription clientId=" + clientId + " sub=" + sub);
+    }
+
+    static void evict(MBeanServerConnection s, ObjectName broker, String clientId, String sub)
+            throws Exception {
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        int closed = 0;
+        while (true) {
+            for (ObjectName n : connections(s, broker)) {
+                try {
+                    if (clientId.equals(s.getAttribute(n, "ClientId"))) {
+                        s.invoke(n, "stop", null, null);
+                        closed++;
+                    }
+                } catch (InstanceNotFoundException gone) {
+                    // closed meanwhile
+                }
+            }
+            try {
+                rmsub(s, broker, clientId, sub);
+                System.out.println("closed " + closed + " connection(s) of clientId=" + clientId);
+                return;
+            } catch (Failure inUse) {
+                // Not found (detaching: in neither list for a moment) or still attached: try again.
+                if (System.nanoTime() > deadline) throw inUse;
+                Thread.sleep(20);
+            }
+        }
     }
 
     static String rootCause(Throwable t) {

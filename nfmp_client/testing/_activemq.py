@@ -157,14 +157,23 @@ class ActiveMQAdmin:
             )
         return _count(self._run("closeall", except_client_ids[0] if except_client_ids else ""))
 
-    def remove_durable_subscription(self, client_id: str, subscription_name: str) -> None:
+    def remove_durable_subscription(
+        self, client_id: str, subscription_name: str, *, force: bool = False
+    ) -> None:
         """Delete the durable subscription and what is stored for it.
+
+        Args:
+            client_id: The subscriber's client id.
+            subscription_name: The subscription's name.
+            force: Close the client's connections first, and again while it keeps re-attaching (for up to
+                10 s), all within one call: what a server that removes a subscription at once does to a client
+                that reconnects quickly.
 
         Raises:
             BrokerAdminError: It does not exist, or a consumer is attached ("Durable consumer is in use":
-                close the client's connection first).
+                close the client's connection first, or use *force*).
         """
-        self._run("rmsub", client_id, subscription_name)
+        self._run("evict" if force else "rmsub", client_id, subscription_name)
 
     def remove_all_durable_subscriptions(self, *, except_client_ids: tuple[str, ...] = ()) -> int:
         """Delete every unattached durable subscription but those of *except_client_ids*; return the count.

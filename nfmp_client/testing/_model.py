@@ -82,6 +82,15 @@ class ServerIdentity:
         ms = max(int(_epoch_ms(instant)), int(self.sys_start_time) + 1, int(self.jms_start_time) + 1)
         return attrs.evolve(self, sys_start_time=str(ms), jms_start_time=str(ms + 1500))
 
+    def jms_restarted(self, instant: datetime) -> ServerIdentity:
+        """Return the identity after only the JMS service restarted at *instant* (its broker came back).
+
+        The new ``jmsStartTime`` is later than the old one even if *instant* is not (a coarse or frozen
+        clock); ``sysStartTime`` and the primary address stay.
+        """
+        ms = max(int(_epoch_ms(instant)), int(self.jms_start_time) + 1)
+        return attrs.evolve(self, jms_start_time=str(ms))
+
     def switched_over(self, primary_ip: str) -> ServerIdentity:
         """Return the identity after an activity switch: the standby at *primary_ip* became the primary."""
         if primary_ip == self.primary_ip:

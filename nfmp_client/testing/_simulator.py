@@ -13,11 +13,15 @@ broker's JMX interface (:class:`~nfmp_client.testing.ActiveMQAdmin`).
 
 A "restart" here keeps the broker process running: every client connection is closed by the broker and the
 server identity (``sysStartTime``, ``jmsStartTime``) changes, which is what a client can observe of a real
-restart. Tests that need the broker itself down use their own broker control.
+restart. Tests that need the broker itself down use their own broker control, and tell the simulator with
+:meth:`SimulatedServer.broker_restarted` (the broker is NFM-P's JMS server: its restart is a new
+``jmsStartTime``); the simulator reconnects to the broker by itself.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
 import queue
@@ -61,6 +65,7 @@ NFMP_TOPICS: Final = (
 MAIN_TOPIC: Final = NFMP_TOPICS[0]
 
 _SYNC_DESTINATION = "/topic/nfmp-simulator.sync"  # nobody listens: only the receipt matters
+_RETRY_PAUSE = 0.2  # seconds between connection attempts
 _ADVISORY_CONNECTION = "/topic/ActiveMQ.Advisory.Connection"
 _ADVISORY_CONSUMER = "/topic/ActiveMQ.Advisory.Consumer.Topic."
 _SYSTEM_HEADERS: Final = {  # event name -> (MTOSI_objectType, MTOSI_NTType)
@@ -101,14 +106,19 @@ class Subscriber:
 
 
 class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
-    """Runs on stomp.py's receiver thread: only hands frames over to the simulator's worker."""
+    """Runs on stomp.py's receiver thread: only hands frames over to the simulator's worker.
 
-    def __init__(self, inbox: queue.Queue[tuple[str, Any]], receipts: queue.Queue[str]) -> None:
+    Advisories carry the number of their connection attempt, so the worker can tell the current connection's
+    from those of a connection that is gone.
+    """
+
+    def __init__(self, inbox: queue.Queue[tuple[str, Any]], receipts: queue.Queue[str], serial: int) -> None:
         self._inbox = inbox
         self._receipts = receipts  # straight to the waiting publisher, which may be the worker itself
+        self._serial = serial
 
     def on_message(self, frame: Any) -> None:
-        self._inbox.put(("advisory", frame))
+        self._inbox.put(("advisory", (self._serial, frame)))
 
     def on_receipt(self, frame: Any) -> None:
         self._receipts.put(frame.headers.get("receipt-id", ""))
@@ -161,7 +171,8 @@ class SimulatedServer:
         Args:
             host: The broker's STOMP host.
             port: The broker's STOMP port.
-            admin: Broker-side controls; needed by :meth:`restart`, :meth:`switchover` and :meth:`terminate`.
+            admin: Broker-side controls; needed by :meth:`restart`, :meth:`switchover`, :meth:`terminate` and
+                :meth:`remove_subscription`.
             model: The network model; a new one filled by the generator's :meth:`EventGenerator.populate`
                 when None.
             seed: The seed of the event generator.
@@ -204,6 +215,8 @@ class SimulatedServer:
         self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._receipts: queue.Queue[str] = queue.Queue()
         self._conn: Any = None
+        self._attempts = itertools.count(1)  # numbers each connection attempt (see _Listener)
+        self._serial = 0  # the number of the attempt that made self._conn
         self._worker: threading.Thread | None = None
         self._running = False
         self._silent = threading.Event()
@@ -461,14 +474,32 @@ class SimulatedServer:
         closed = self._admin_call(admin.close_connection, client_id)
         log.info("simulator: TerminateClientSession to %s; %d connection(s) closed", client_id, closed)
         if remove:
-            self._remove_durables(admin, durable)
-            with self._lock:
-                self._missed_on_connect.add(client_id)
-            log.info(
-                "simulator: durable subscriptions of %s removed: %s",
-                client_id,
-                [n for _, n in durable] or "none",
-            )
+            self._forget_client(admin, client_id, durable)
+
+    def remove_subscription(self, client_id: str) -> int:
+        """Remove the subscriptions of *client_id*, a client that is away, as the NFM-P administrator does.
+
+        Its durable subscriptions on the broker are deleted (with what is stored for them), and on its next
+        subscription the client gets a JmsMissedEvents after its SystemInfoEvent, as with
+        ``terminate(remove=True)`` but without a TerminateClientSession. If the client is connected after all,
+        its connection is closed first. Returns how many subscriptions were removed.
+
+        Raises:
+            SimulatorError: No broker admin was configured, or the broker refused.
+        """
+        admin = self._require_admin("remove_subscription")
+        durable = self._durable_subscriptions(admin, lambda cid: cid == client_id)
+        with self._lock:
+            connected = any(sub.client_id == client_id for sub in self._subscribers.values())
+            seen = {name for cid, name in self._durable if cid == client_id}
+        if seen - {name for _, name in durable}:
+            # One that the client detached a moment ago can be in neither of the broker's lists: ask again.
+            time.sleep(_RETRY_PAUSE)
+            durable = self._durable_subscriptions(admin, lambda cid: cid == client_id)
+        if connected:
+            closed = self._admin_call(admin.close_connection, client_id)
+            log.info("simulator: %s was connected: %d connection(s) closed", client_id, closed)
+        return self._forget_client(admin, client_id, durable)
 
     def restart(self, *, keep_durable_subscriptions: bool = True) -> ServerIdentity:
         """Restart the server: every client connection dropped, new sysStartTime and jmsStartTime.
@@ -514,6 +545,35 @@ class SimulatedServer:
         )
         return self._identity
 
+    def adopt(self, identity: ServerIdentity) -> None:
+        """Serve as *identity* from now on; no connection or subscription is touched.
+
+        Subscribers see it in their next SystemInfoEvent. For the standby of a redundant pair that takes over
+        after the server on the other broker did :meth:`switchover` (both then share the new identity), or
+        for a server whose broker the test restarted (see :meth:`broker_restarted`).
+        """
+        with self._lock:
+            self._identity = identity
+        log.info(
+            "simulator: serving as sysStartTime %s, jmsStartTime %s, primary %s",
+            identity.sys_start_time,
+            identity.jms_start_time,
+            identity.primary_ip,
+        )
+
+    def broker_restarted(self) -> ServerIdentity:
+        """Take note that the test restarted the broker (NFM-P's JMS server); return the new identity.
+
+        Only ``jmsStartTime`` changes (see :meth:`ServerIdentity.jms_restarted`). The simulator reconnects
+        to the broker by itself, retrying for as long as the broker is away, and each subscription present
+        after its reconnect is sent a SystemInfoEvent again. Call this while the broker is down or as soon as
+        it is back: a client that subscribes before the call is told the old identity.
+        """
+        with self._lock:
+            identity = self._identity.jms_restarted(_utc_now())
+            self.adopt(identity)
+        return identity
+
     def silence(self) -> None:
         """Hang: no keep-alives, generated events or SystemInfoEvents, while every connection stays open."""
         self._silent.set()
@@ -556,25 +616,33 @@ class SimulatedServer:
         return [(s.client_id, s.subscription_name) for s in subs if wanted(s.client_id)]
 
     def _remove_durables(self, admin: ActiveMQAdmin, subscriptions: list[tuple[str, str]]) -> int:
-        # The broker frees a subscription shortly after its connection closes: retry "in use" for a while.
+        # NFM-P removes a subscription server-side at once. Here the broker frees it only once its connection
+        # is closed, and a client that reconnects quickly holds it in use again: the admin closes and removes
+        # in one call, closing again while it re-attaches.
         for client_id, name in subscriptions:
-            deadline = time.monotonic() + self._connect_timeout
-            while True:
-                try:
-                    admin.remove_durable_subscription(client_id, name)
-                    break
-                except BrokerAdminError as exc:
-                    if time.monotonic() > deadline:
-                        raise SimulatorError(
-                            f"cannot remove the durable subscription {name!r} of {client_id}: {exc}"
-                        ) from exc
-                    # NFM-P removes it server-side at once; here a client that reconnected meanwhile holds it
-                    # in use again: drop that connection too, then retry.
-                    self._admin_call(admin.close_connection, client_id)
-                    time.sleep(0.1)
+            try:
+                admin.remove_durable_subscription(client_id, name, force=True)
+            except BrokerAdminError as exc:
+                raise SimulatorError(
+                    f"cannot remove the durable subscription {name!r} of {client_id}: {exc}"
+                ) from exc
             with self._lock:
                 self._durable.pop((client_id, name), None)
         return len(subscriptions)
+
+    def _forget_client(self, admin: ActiveMQAdmin, client_id: str, durable: list[tuple[str, str]]) -> int:
+        # The administrator's "Remove": the subscriptions go, and the client is told it missed events when it
+        # subscribes again (NFM-P's own bookkeeping of its clients). Marked before and again after: a client
+        # that re-subscribes while the removal runs may be told on the subscription about to go.
+        with self._lock:
+            self._missed_on_connect.add(client_id)
+        removed = self._remove_durables(admin, durable)
+        with self._lock:
+            self._missed_on_connect.add(client_id)
+        log.info(
+            "simulator: durable subscriptions of %s removed: %s", client_id, [n for _, n in durable] or "none"
+        )
+        return removed
 
     def _system_header(self, event_name: str, client_id: str) -> EventHeader:
         # The header values of IBM's replay scripts (nfmp-jms-facts.md section 1.4).
@@ -649,41 +717,96 @@ class SimulatedServer:
         return self._conn
 
     def _connect(self) -> None:
+        # Under the lock: a publisher that needs the connection now waits for it.
+        opened = self._open()
+        assert opened is not None  # noqa: S101  # nothing to give up for
+        self._install(*opened)
+
+    def _open(self, give_up: Callable[[], bool] | None = None) -> tuple[Any, int] | None:
+        """Connect within the connect timeout; return the connection and its attempt number.
+
+        None when *give_up* says so between attempts. Touches no state but the queues, so the worker can wait
+        for the broker without holding the lock.
+
+        Raises:
+            SimulatorError: No connection within the connect timeout.
+        """
         deadline = time.monotonic() + self._connect_timeout
         username, password = self._credentials
         while True:
+            if give_up is not None and give_up():
+                return None
+            serial = next(self._attempts)
             conn = stomp.Connection12([(self._host, self._port)], heartbeats=(0, 0), reconnect_attempts_max=1)
-            conn.set_listener("simulator", _Listener(self._inbox, self._receipts))
+            conn.set_listener("simulator", _Listener(self._inbox, self._receipts, serial))
             headers = {"client-id": self._client_id}
             try:
                 conn.connect(username, password, wait=True, headers=headers)
-                break
+                return conn, serial
             except Exception as exc:  # noqa: BLE001  # any failure: retry until the deadline
                 if time.monotonic() > deadline:
                     raise SimulatorError(
                         f"cannot connect to the broker at {self._host}:{self._port} as {self._client_id!r}: "
                         f"{type(exc).__name__}"
                     ) from None
-                time.sleep(0.2)
+                time.sleep(_RETRY_PAUSE)
+
+    def _install(self, conn: Any, serial: int) -> None:
+        """Make *conn* the connection (under the lock) and watch the advisories through it.
+
+        What was tracked through an earlier connection is dropped: the advisories replay the connections and
+        subscriptions the broker has now, and each subscription among them is welcomed again (a broker that
+        restarted has none of the old ones; a client that reconnected has a new consumer id).
+        """
+        self._serial = serial
+        self._conn = conn
+        self._connections.clear()
+        self._subscribers.clear()
+        self._orphans.clear()
+        self._welcomed.clear()
         conn.subscribe(_ADVISORY_CONNECTION, id="adv-connections", ack="auto")
         for topic in self._topics:
             conn.subscribe(_ADVISORY_CONSUMER + topic, id=f"adv-{topic}", ack="auto")
-        self._conn = conn
+
+    def _reconnect(self) -> bool:
+        """Reconnect after the connection was lost; False when the broker is still away (retry later)."""
+        try:
+            opened = self._open(give_up=lambda: not self._lost())
+        except SimulatorError as exc:
+            if self._running:
+                log.warning("simulator: %s; retrying", exc)
+            return False
+        with self._lock:
+            if opened is None or not self._lost():
+                if opened is not None:  # not needed after all: the client id is the simulator's only one
+                    with contextlib.suppress(Exception):
+                        opened[0].disconnect()
+                return True
+            self._install(*opened)
+        log.info("simulator: reconnected to the broker at %s:%s", self._host, self._port)
+        return True
+
+    def _lost(self) -> bool:
+        # Running without a connection. Not once a publisher reconnected (it needed the connection first).
+        conn = self._conn
+        return self._running and (conn is None or not conn.is_connected())
 
     # The worker thread: advisories, receipts, keep-alives and the generator's ticks.
 
     def _work(self) -> None:
         next_keepalive = time.monotonic()
         next_event = time.monotonic()
+        reconnect_at: float | None = None  # while the connection is lost: when to try again
         pending_info: list[Subscriber] = []
         while True:
             now = time.monotonic()
-            deadlines = []
-            if self._keepalive_interval > 0:
-                deadlines.append(next_keepalive)
             rate = self._rate  # read once: set_rate() may change it meanwhile
-            if rate > 0:
-                deadlines.append(next_event)
+            if reconnect_at is not None:
+                deadlines = [reconnect_at]
+            else:
+                deadlines = [next_keepalive] if self._keepalive_interval > 0 else []
+                if rate > 0:
+                    deadlines.append(next_event)
             timeout = max(0.0, min(deadlines) - now) if deadlines else None
             try:
                 kind, item = self._inbox.get(timeout=timeout)
@@ -693,16 +816,16 @@ class SimulatedServer:
                 return
             try:
                 if kind == "advisory":
-                    pending_info.extend(self._advisory(item))
-                elif kind == "disconnected" and self._running:
+                    pending_info.extend(self._advisory(*item))
+                if reconnect_at is None and self._lost():
+                    # Noticed here rather than by a keep-alive that would wait for the broker under the lock.
+                    # A "disconnected" notice wakes the worker for it (an old connection's finds a live one).
                     log.warning("simulator: lost its broker connection; reconnecting")
-                    with self._lock:
-                        if self._conn is None or not self._conn.is_connected():
-                            self._connections.clear()  # the advisories replay what is still there
-                            self._subscribers.clear()
-                            self._orphans.clear()
-                            self._welcomed.clear()
-                            self._connect()
+                    reconnect_at = time.monotonic()
+                if reconnect_at is not None:
+                    reconnect_at = self._reconnect_when_due(reconnect_at)
+                    if reconnect_at is not None:
+                        continue  # nothing is sent until the broker is back
                 if self._silent.is_set():
                     continue
                 while pending_info:
@@ -722,6 +845,15 @@ class SimulatedServer:
                 if self._running:
                     log.exception("simulator: background work failed; continuing")
 
+    def _reconnect_when_due(self, reconnect_at: float) -> float | None:
+        """Reconnect if it is time to; return when to try again, None once connected.
+
+        A failed round is retried, however long the broker stays away.
+        """
+        if time.monotonic() < reconnect_at:
+            return reconnect_at
+        return None if self._reconnect() else time.monotonic() + _RETRY_PAUSE
+
     def _send_keepalives(self) -> None:
         event = KeepAliveEvent(header=self._system_header("KeepAliveEvent", ""))
         with self._lock:
@@ -738,8 +870,12 @@ class SimulatedServer:
             self._welcomed.add(sub.consumer_id)
             self._subscribed.notify_all()
 
-    def _advisory(self, frame: Any) -> list[Subscriber]:
-        """Track connections and subscriptions; return the subscriptions that just started."""
+    def _advisory(self, serial: int, frame: Any) -> list[Subscriber]:
+        """Track connections and subscriptions; return the subscriptions that just started.
+
+        An advisory that came through an earlier connection of the simulator is ignored: the current one's
+        advisories replayed what is still there.
+        """
         try:
             body = json.loads(frame.body)
         except (TypeError, ValueError):
@@ -748,6 +884,8 @@ class SimulatedServer:
         topic = frame.headers.get("destination", "").removeprefix(_ADVISORY_CONSUMER)
         started: list[Subscriber] = []
         with self._lock:
+            if serial != self._serial:
+                return []
             if "ConnectionInfo" in body:
                 info = body["ConnectionInfo"]
                 connection_id = info["connectionId"]["value"]

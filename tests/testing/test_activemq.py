@@ -20,8 +20,8 @@ pytestmark = pytest.mark.integration
 
 
 class Client(stomp.ConnectionListener):  # type: ignore[misc]
-    def __init__(self, broker: BrokerInfo, *, durable: bool = True) -> None:
-        self.client_id = f"adm-{uuid.uuid4().hex[:8]}@1"
+    def __init__(self, broker: BrokerInfo, *, durable: bool = True, client_id: str | None = None) -> None:
+        self.client_id = client_id or f"adm-{uuid.uuid4().hex[:8]}@1"
         self.subscription = f"{self.client_id}-sub" if durable else None
         self.disconnected = threading.Event()
         self.receipts: queue.Queue[str] = queue.Queue()
@@ -111,6 +111,38 @@ class TestActiveMQAdmin:
                 time.sleep(0.1)
 
         assert not [s for s in admin.durable_subscriptions() if s.client_id == client.client_id]
+
+    def test_forced_removal_wins_against_a_client_that_comes_back_at_once(
+        self, admin: ActiveMQAdmin, broker: BrokerInfo
+    ) -> None:
+        """force=True closes and removes in one call, closing again while the client re-attaches: a client
+        that reconnects within milliseconds of every drop does not keep its subscription."""
+        first = Client(broker)
+        assert first.subscription is not None
+        stop, comebacks = threading.Event(), []
+
+        def come_back() -> None:
+            current = first
+            while not stop.is_set():
+                if current.disconnected.wait(0.02):
+                    try:
+                        current = Client(broker, client_id=first.client_id)
+                    except Exception:  # noqa: BLE001, S112  # the id is still in use for a moment: again
+                        continue
+                    comebacks.append(current)
+
+        thread = threading.Thread(target=come_back, daemon=True)
+        thread.start()
+        try:
+            admin.remove_durable_subscription(first.client_id, first.subscription, force=True)
+        finally:
+            stop.set()
+            thread.join(10)
+            for client in [first, *comebacks]:
+                client.close()
+
+        assert comebacks, "the client never came back: nothing was raced"
+        # Without force, the re-attached client makes the removal fail ("in use"): see the test above.
 
     def test_close_all_but_one(self, admin: ActiveMQAdmin, broker: BrokerInfo) -> None:
         """close_all_connections spares the client ids it is told to."""

@@ -54,6 +54,30 @@ class TestServerIdentity:
         assert int(again.jms_start_time) > int(identity.jms_start_time)
         assert again.primary_ip == identity.primary_ip
 
+    def test_jms_restart_moves_only_the_jms_start_time(self) -> None:
+        """A JMS restart gives a later jmsStartTime; sysStartTime and the primary address stay."""
+        identity = ServerIdentity.started_at(T0, primary_ip="192.0.2.20")
+
+        again = identity.jms_restarted(T0 + timedelta(minutes=5))
+
+        assert again.jms_start_time == str(int((T0 + timedelta(minutes=5)).timestamp() * 1000))
+        assert again.sys_start_time == identity.sys_start_time
+        assert again.primary_ip == identity.primary_ip == "192.0.2.20"
+
+    def test_jms_restart_always_moves_forward(self) -> None:
+        """With a clock that stands still or goes back, each JMS restart still gives a later jmsStartTime."""
+        identity = ServerIdentity.started_at(T0)
+
+        first = identity.jms_restarted(T0)  # the JMS service started 1.5 s after T0: the clock is behind
+        second = first.jms_restarted(T0)
+        third = second.jms_restarted(T0 - timedelta(hours=1))
+
+        assert int(identity.jms_start_time) < int(first.jms_start_time) < int(second.jms_start_time)
+        assert int(second.jms_start_time) < int(third.jms_start_time)
+        assert (
+            first.sys_start_time == second.sys_start_time == third.sys_start_time == identity.sys_start_time
+        )
+
     def test_switchover_needs_another_address(self) -> None:
         """A switchover changes only the primary address, and must change it."""
         identity = ServerIdentity.started_at(T0)

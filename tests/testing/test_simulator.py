@@ -6,11 +6,14 @@ The library's own client is not used here: the simulator has to be proven on its
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import queue
+import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -34,12 +37,13 @@ from nfmp_client.testing import (
     PORT_CLASS,
     ActiveMQAdmin,
     NetworkModel,
+    ServerIdentity,
     SimulatedServer,
     SimulatorError,
     SnapshotServer,
 )
 
-from ..conftest import BrokerInfo
+from ..conftest import BrokerFactory, BrokerInfo, process_alive
 from .test_snapshot import post
 
 pytestmark = pytest.mark.integration
@@ -360,6 +364,115 @@ class TestScenarios:
         assert info.sys_primary_ip == "192.0.2.77" != first.sys_primary_ip
         assert info.sys_start_time == first.sys_start_time
 
+    def test_remove_subscription_of_an_away_client(
+        self, server: SimulatedServer, oss: Oss, admin: ActiveMQAdmin
+    ) -> None:
+        """remove_subscription deletes an away client's subscription; its next one gets SystemInfo, then
+        JmsMissedEvents addressed to it."""
+        oss.connect()
+        server.wait_for_subscriber(oss.client_id)
+        oss.next(SystemInfoEvent)
+        oss.disconnect()
+        _wait_away(admin, oss.client_id)
+
+        removed = server.remove_subscription(oss.client_id)
+
+        assert removed == 1
+        assert not [s for s in admin.durable_subscriptions() if s.client_id == oss.client_id]
+        oss.connect()
+        got = [e for e in _until(oss, JmsMissedEvents) if not isinstance(e, KeepAliveEvent)]
+        assert [type(e) for e in got] == [SystemInfoEvent, JmsMissedEvents]
+        assert got[1].header.client_id == oss.client_id
+
+    def test_remove_subscription_of_a_connected_client_closes_it_first(
+        self, server: SimulatedServer, oss: Oss, admin: ActiveMQAdmin
+    ) -> None:
+        """remove_subscription on a client that is connected after all: its connection is closed, then its
+        subscriptions are removed."""
+        oss.connect(MAIN, FAULT)
+        server.wait_for_subscriber(oss.client_id, topic=FAULT)
+
+        removed = server.remove_subscription(oss.client_id)
+
+        assert removed == 2
+        assert oss.disconnected.wait(WAIT)
+        assert not [s for s in admin.durable_subscriptions() if s.client_id == oss.client_id]
+
+    def test_adopt_is_told_to_the_next_subscriber(self, server: SimulatedServer, oss: Oss) -> None:
+        """adopt: the next SystemInfoEvent tells the adopted identity; open connections are left alone."""
+        other = Oss(oss.broker).connect()
+        server.wait_for_subscriber(other.client_id)
+        identity = ServerIdentity(
+            sys_start_time="1790000000000", jms_start_time="1790000002000", primary_ip="192.0.2.42"
+        )
+        assert server.identity != identity
+
+        server.adopt(identity)
+        oss.connect()
+        server.wait_for_subscriber(oss.client_id)
+
+        _, info = oss.next(SystemInfoEvent)
+        assert server.identity == identity
+        assert (info.sys_start_time, info.jms_start_time, info.sys_primary_ip) == (
+            "1790000000000",
+            "1790000002000",
+            "192.0.2.42",
+        )
+        assert other.conn.is_connected()
+        assert not other.disconnected.is_set()
+        other.disconnect()
+
+    @pytest.mark.parametrize("keepalive_interval", [0.2, 0.0], ids=["keep-alives", "no-keep-alives"])
+    def test_broker_restarted_after_a_kill(
+        self, broker_factory: BrokerFactory, caplog: pytest.LogCaptureFixture, keepalive_interval: float
+    ) -> None:
+        """The broker is killed and started again: the simulator keeps retrying until it is back (with or
+        without keep-alives to wake it), and a returning subscriber gets the new jmsStartTime."""
+        caplog.set_level(logging.INFO, logger="nfmp_client.testing")
+        info = broker_factory()
+        oss = Oss(info)
+        sim = SimulatedServer(
+            info.host,
+            info.port,
+            admin=ActiveMQAdmin(info.jmx_url),
+            seed=7,
+            keepalive_interval=keepalive_interval,
+            client_id=f"sim-{uuid.uuid4().hex[:8]}",
+            connect_timeout=0.5,  # shorter than the broker's start: the first reconnect round fails
+        )
+        with sim, contextlib.ExitStack() as cleanup:
+            cleanup.callback(oss.disconnect)
+            oss.connect()
+            sim.wait_for_subscriber(oss.client_id)
+            _, first = oss.next(SystemInfoEvent)
+
+            pid = info.pid()
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            _wait_for(lambda: not process_alive(pid), "the broker process to go")
+            assert oss.disconnected.wait(WAIT)
+            _wait_for(lambda: _logged(caplog, "retrying"), "a failed reconnect round")
+            info.start()
+            identity = sim.broker_restarted()
+            oss.connect()
+            sim.wait_for_subscriber(oss.client_id)
+
+            # A SystemInfoEvent whose ack the killed broker did not store may come again first: skip it.
+            deadline = time.monotonic() + WAIT
+            while (info_event := oss.next(SystemInfoEvent)[1]).jms_start_time == first.jms_start_time:
+                assert time.monotonic() < deadline
+            if keepalive_interval:
+                oss.next(KeepAliveEvent)
+
+        assert info_event.jms_start_time == identity.jms_start_time
+        assert int(identity.jms_start_time) > int(first.jms_start_time)
+        assert info_event.sys_start_time == first.sys_start_time == identity.sys_start_time
+        assert info_event.sys_primary_ip == first.sys_primary_ip
+        failures = [
+            r for r in caplog.records if r.name == "nfmp_client.testing" and r.levelno >= logging.ERROR
+        ]
+        assert not failures, [r.getMessage() for r in failures]
+
     def test_scenarios_need_admin(self, broker: BrokerInfo) -> None:
         """Without broker admin access the session scenarios say what is missing."""
         with (
@@ -369,6 +482,8 @@ class TestScenarios:
             pytest.raises(SimulatorError, match="admin"),
         ):
             sim.restart()
+        with pytest.raises(SimulatorError, match="admin"):
+            SimulatedServer(broker.host, broker.port, keepalive_interval=0).remove_subscription("oss@1")
 
 
 def bare(event: Any) -> Any:
@@ -401,3 +516,25 @@ def _until(oss: Oss, kind: type[Any], timeout: float = WAIT) -> list[Event]:
         got.append(event)
         if isinstance(event, kind):
             return got
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(0.05)
+
+
+def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in r.getMessage() for r in list(caplog.records) if r.name == "nfmp_client.testing")
+
+
+def _wait_away(admin: ActiveMQAdmin, client_id: str) -> None:
+    """Until the broker lists the client's durable subscriptions as detached (it frees them shortly after
+    the client disconnects)."""
+
+    def away() -> bool:
+        subs = [s for s in admin.durable_subscriptions() if s.client_id == client_id]
+        return bool(subs) and not any(s.active for s in subs)
+
+    _wait_for(away, f"the subscriptions of {client_id} to be detached")
