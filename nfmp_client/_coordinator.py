@@ -95,6 +95,8 @@ class ResyncCoordinator:
         self._held_bytes = 0
         self._failures = 0  # resyncs failed in a row: each retry waits longer
         self._completing: int | None = None  # the epoch settled, its held events being replayed
+        self._owed_since_settle: list[Trigger] = []  # triggers during a replay: still owed after it
+        self._replay_at = _NO_DEADLINE  # when a failed replay is handed over again
         self._requests_while_holding = 0  # requests made since the hold began (a second one drops the hold)
         self._system_info_due = _NO_DEADLINE
         self._connected = False
@@ -240,7 +242,7 @@ class ResyncCoordinator:
     def deadline(self) -> float:
         """Return the monotonic time of the next thing to do (a SystemInfoEvent overdue, a request due)."""
         due = self._schedule.due_at() if self._ready() else None
-        return min(self._system_info_due, _NO_DEADLINE if due is None else due)
+        return min(self._system_info_due, _NO_DEADLINE if due is None else due, self._replay_at)
 
     def tick(self, now: float) -> bool:
         """Do what is due at *now*: judge a missing SystemInfoEvent, ask for a resync (return whether)."""
@@ -294,6 +296,7 @@ class ResyncCoordinator:
         self._held, self._held_bytes, self._holding = [], 0, False
         self._requests_while_holding = 0
         self._completing = request.epoch  # complete once the held events are replayed: see replayed()
+        self._owed_since_settle = []
         log.info(
             "%s: resync #%d complete; %d held events to replay",
             self._config.client_id,
@@ -309,24 +312,39 @@ class ResyncCoordinator:
         did not get, and the next one must resync again.
         """
         epoch, self._completing = self._completing, None
+        later, self._owed_since_settle = self._owed_since_settle, []
         if epoch is None:
             return
         self._rules.completed(epoch)
+        for trigger in later:  # came during the replay: not covered by this resync, still owed
+            self._rules.owe(trigger)
         self._persist()
 
     def undeliverable(self, evidence: dict[str, str], now: float) -> None:
         """Resync: an event was given up after the handler kept raising on it (the copy lacks it)."""
         self._trigger(Trigger(reason=ResyncReason.UNDELIVERABLE, evidence=evidence), now)
 
-    def replay_failed(self, now: float) -> None:
-        """Resync again: a replayed event's handler raised, and it cannot be redelivered (it was acked)."""
-        self._completing = None
-        self._trigger(
-            Trigger(
-                reason=ResyncReason.INCOMPLETE, evidence={"detail": "the handler failed on a replayed event"}
-            ),
-            now,
-        )
+    def replay_failed(self, remaining: list[DataEvent], now: float, delay: float) -> None:
+        """Hold *remaining*, the rest of a replay whose first event the handler raised on, again, in order.
+
+        They were acknowledged when they were held, so the broker cannot deliver them again: they are held
+        here, ahead of what arrives meanwhile, and handed over again *delay* seconds later
+        (:meth:`replay_due`), as the stream retries a failing message. The resync completes once all are.
+        """
+        self._held = [*remaining, *self._held]
+        self._holding = True
+        self._replay_at = now + delay
+
+    def replay_due(self, now: float) -> list[DataEvent] | None:
+        """Return the held events of a failed replay to hand over again once its delay is over, else None."""
+        if now < self._replay_at:
+            return None
+        self._replay_at = _NO_DEADLINE
+        if self._completing is None:  # a newer request took over: its completion replays them
+            return None
+        held = [_tagged(event, self._completing) for event in self._held]
+        self._held, self._held_bytes, self._holding = [], 0, False
+        return held
 
     def close(self) -> None:
         """Persist the baseline one last time, with the time of the last event, and let the state file go."""
@@ -363,6 +381,8 @@ class ResyncCoordinator:
         # from judging a message, which is acknowledged after): a process that dies before the request
         # leaves the obligation to the next one, which the server would not tell again.
         self._rules.owe(trigger)
+        if self._completing is not None:
+            self._owed_since_settle.append(trigger)
         self._persist()
         self._schedule.add(trigger, now)
 
@@ -375,6 +395,7 @@ class ResyncCoordinator:
             self._held, self._held_bytes = [], 0
         self._requests_while_holding += 1
         self._holding = self._config.resync_mode is ResyncMode.HOLD_AND_REPLAY
+        self._replay_at = _NO_DEADLINE  # a failed replay's events are this request's to replay now
         if due.aborts is not None:
             log.warning("%s: resync #%d replaced by #%d", self._config.client_id, due.aborts, due.epoch)
         self._rules.requested(due.epoch)

@@ -175,10 +175,22 @@ class Delivery:
         self._failing = (message_id, count)
         if count < self._config.max_handler_failures:
             return Verdict.REDELIVER
+        self._failing = ("", 0)
+        self.give_up(event, message_id, count, now)
+        self._acknowledge(transport, ack_id, message_id)
+        return Verdict.CONTINUE
+
+    def give_up(self, event: Event, message_id: str, count: int, now: float) -> None:
+        """Give *event* up after *count* failures of the handler, so that it cannot stall the stream for good.
+
+        It is reported (``on_undeliverable``) and counted, and for a data event an UNDELIVERABLE resync is
+        asked (the application's copy lacks it). Acknowledging it, if it came from the broker, is the
+        caller's.
+        """
         error = self._last_error() or RuntimeError("the handler raised")
         self._counts["undeliverable"] += 1
         log.error(
-            "%s: message %s given up after %d failures of the handler (%s: %s); acked, a resync follows",
+            "%s: message %s given up after %d failures of the handler (%s: %s)",
             self._config.client_id,
             message_id or "(no id)",
             count,
@@ -186,8 +198,6 @@ class Delivery:
             error,
         )
         self._call("on_undeliverable", event, error)
-        self._failing = ("", 0)
-        self._acknowledge(transport, ack_id, message_id)
         if not is_system_event(event):
             self._resync.undeliverable(
                 {
@@ -197,7 +207,6 @@ class Delivery:
                 },
                 now,
             )
-        return Verdict.CONTINUE
 
     def hand_over(self, event: DataEvent) -> bool | None:
         """Call ``on_event`` with *event* and count it; return as :data:`Call` does."""

@@ -40,7 +40,7 @@ from ._config import BrokerEndpoint, ClientConfig, TerminatePolicy
 from ._coordinator import ResyncCoordinator, Settled, answer
 from ._delivery import COUNTERS, Decoded, Delivery, Terminate, Verdict
 from ._engine import AttemptFailed, FrameReceived, Lost, Opened, Transport, TransportFactory, TransportReport
-from ._events import Event, TerminateClientSession
+from ._events import DataEvent, Event, TerminateClientSession
 from ._exceptions import (
     ClientFailed,
     ClientStopped,
@@ -214,6 +214,7 @@ class Supervisor:
         self._last_error: BaseException | None = None  # what the last callback that raised raised
         self._probe_at = _INF
         self._probing = False
+        self._replay_failures = 0  # the handler raised on the first event of a held replay this many times
         self._early: list[Decoded] = []  # messages of the connection being made, before its confirmation
         self._next_check = -_INF  # when the deadlines are looked at next while messages keep coming
         self._idle_until: float | None = None  # the deadline the last idle step found
@@ -408,7 +409,7 @@ class Supervisor:
             elif item.epoch == self._epoch and self._phase is _Phase.CONNECTED:
                 self._lose(item.reason, item.detail)
         elif isinstance(item, Settled):
-            self._replay(item)
+            self._replay(self.resync.settled(item, self._clock.monotonic()))
         elif isinstance(item, _Crashed):
             raise item.error  # stops the client (step() turns it into the failure run_forever raises)
         elif isinstance(item, _PrimaryAnswer):
@@ -451,6 +452,9 @@ class Supervisor:
             self._probe_primary(now)
             fired = True
         if self.resync.deadline() <= now:
+            replay = self.resync.replay_due(now)
+            if replay is not None:
+                self._replay(replay)
             # The application's retrieval runs beside the loop (inline on a test's manual runner, where its
             # time is then the application's, not the server's silence).
             with self._busy():
@@ -617,15 +621,39 @@ class Supervisor:
         elif isinstance(outcome, Terminate):
             self._terminated(outcome.notice)
 
-    def _replay(self, verdict: Settled) -> None:
+    def _replay(self, events: list[DataEvent]) -> None:
+        # The held events, in order. A handler that raises on one is treated as on the stream: that event
+        # and the rest wait (held, ahead of what arrives meanwhile) and come again with the retry policy's
+        # growing delay; after max_handler_failures it is given up and the replay goes on.
         with self._busy():
-            for event in self.resync.settled(verdict, self._clock.monotonic()):
+            for index, event in enumerate(events):
                 handled = self._delivery.hand_over(event)
                 if handled is None:
                     return  # stopping: not all replayed, so not complete (the next run resyncs)
-                if not handled:
-                    self.resync.replay_failed(self._clock.monotonic())
-                    return
+                if handled:
+                    self._replay_failures = 0
+                    continue
+                self._replay_failures += 1
+                now = self._clock.monotonic()
+                if self._replay_failures >= self._config.max_handler_failures:
+                    message_id = event.header.stomp_headers.get("message-id", "")
+                    self._delivery.give_up(event, message_id, self._replay_failures, now)
+                    self._replay_failures = 0
+                    continue
+                retry = self._config.retry
+                delay = min(
+                    retry.initial_delay * retry.multiplier ** (self._replay_failures - 1), retry.max_delay
+                )
+                log.warning(
+                    "%s: the handler raised on a replayed event (%d time(s)); it and the %d after it are "
+                    "handed over again in %.1f s",
+                    self._config.client_id,
+                    self._replay_failures,
+                    len(events) - index - 1,
+                    delay,
+                )
+                self.resync.replay_failed(events[index:], now, delay)
+                return
             self.resync.replayed()
 
     @contextmanager

@@ -743,7 +743,7 @@ def test_no_event_after_a_trigger_is_delivered_with_the_old_epoch(make_rig: Call
     """A server restart noticed at 1 s, requested at 10 s (resync_min_interval): the events in between are
     not handed over as if they belonged to the old state; they are held and come, in order, with the new
     epoch once the resync completed."""
-    rig = make_rig(resync_min_interval=10.0)
+    rig = make_rig(resync_min_interval=10.0, keepalive_timeout=60.0)
     rig.start()
     rig.system_info(rig.a)
     rig.runner.advance(0.1)  # INITIAL requested at 0 and completed
@@ -814,3 +814,129 @@ def test_another_clients_system_info_event_is_not_judged(rig: Rig) -> None:
 
     assert [r.reason for r in rig.handler.of("resync")] == [ResyncReason.INITIAL]
     assert rig.client.statistics.ignored_notices == 1
+
+
+class TestReplay:
+    """The events held during a resync are replayed once it completes; a handler failing on one is treated as
+    on the stream (retried with growing delays, given up after max_handler_failures), not as a lost resync."""
+
+    @staticmethod
+    def held_through_a_restart(rig: Rig, *names: str) -> None:
+        # INITIAL done at 0; a server restart noticed at 1 s, requested at 10 s (resync_min_interval): the
+        # events published in between are held, and replayed at 10 s.
+        rig.start()
+        rig.system_info(rig.a)
+        rig.runner.advance(1.0)
+        rig.system_info(rig.a, start="2000")
+        rig.publish(rig.a, *names)
+
+    def test_a_replayed_event_the_handler_fails_on_is_retried_not_resynced_again(
+        self, make_rig: Callable[..., Rig]
+    ) -> None:
+        """Two failures on the first replayed event (at 10 s, then 0.5 s later), success 1 s after that; the
+        rest follows in order, an event arriving meanwhile after them, all with the new epoch; the resync is
+        complete and no other is asked (before: an INCOMPLETE resync, a whole retrieval, for a handler that
+        only needed a second try)."""
+        rig = make_rig(resync_min_interval=10.0, keepalive_timeout=60.0)
+        failures: list[float] = []
+
+        def flaky(event: DataEvent) -> None:
+            if (
+                isinstance(event, ObjectCreation)
+                and event.attributes["alarmName"] == "flaky"
+                and len(failures) < 2
+            ):
+                failures.append(rig.now)
+                raise ValueError("not yet")
+
+        rig.handler.on_event_hook = flaky
+        self.held_through_a_restart(rig, "flaky", "after")
+        rig.runner.advance(9.6)  # 10.6 s: the first retry failed at 10.5
+        rig.publish(rig.a, "during")
+        rig.runner.advance(2.0)
+
+        assert failures == [10.0, 10.5]
+        assert [r.reason for r in rig.handler.of("resync")] == [
+            ResyncReason.INITIAL,
+            ResyncReason.SERVER_RESTARTED,
+        ]
+        handled = [
+            (at, e.attributes["alarmName"], e.header.resync_epoch)
+            for at, name, e in rig.handler.calls
+            if name == "event" and (e.attributes["alarmName"] != "flaky" or at == 11.5)
+        ]
+        assert handled == [(11.5, "flaky", 2), (11.5, "after", 2), (11.5, "during", 2)]
+        assert rig.client.in_sync
+        assert rig.client.statistics.undeliverable == 0
+
+    def test_a_replayed_event_the_handler_always_rejects_is_given_up_and_the_replay_goes_on(
+        self, make_rig: Callable[..., Rig]
+    ) -> None:
+        """max_handler_failures 3: failures at 10, 10.5 and 11.5 s, then on_undeliverable, the rest replayed,
+        and an UNDELIVERABLE resync (10 s after the last request)."""
+        rig = make_rig(resync_min_interval=10.0, max_handler_failures=3, keepalive_timeout=60.0)
+
+        def reject(event: DataEvent) -> None:
+            if isinstance(event, ObjectCreation) and event.attributes["alarmName"] == "poison":
+                raise ValueError("cannot apply this one")
+
+        rig.handler.on_event_hook = reject
+        self.held_through_a_restart(rig, "poison", "after")
+        rig.runner.advance(19.5)
+
+        assert [
+            at
+            for at, name, e in rig.handler.calls
+            if name == "event" and e.attributes["alarmName"] == "poison"
+        ] == [10.0, 10.5, 11.5]
+        ((event, error),) = rig.handler.of("undeliverable")
+        assert event.attributes["alarmName"] == "poison"
+        assert isinstance(error, ValueError)
+        assert rig.handler.names()[-1] == "after"
+        assert rig.client.statistics.undeliverable == 1
+        requests = rig.handler.of("resync")
+        assert [r.reason for r in requests] == [
+            ResyncReason.INITIAL,
+            ResyncReason.SERVER_RESTARTED,
+            ResyncReason.UNDELIVERABLE,
+        ]
+        assert rig.handler.times("resync")[-1] == 20.0
+
+    def test_a_trigger_during_the_replay_stays_owed_when_the_replay_completes(
+        self, make_rig: Callable[..., Rig]
+    ) -> None:
+        """JmsMissedEvents arrives while a replayed event waits for its retry; its request is due only 10 s
+        later. The replay then completes, and the process ends before that request: the next run must still
+        owe the resync (the completion must not wipe an obligation that came after the request)."""
+        rig = make_rig(resync_min_interval=10.0, keepalive_timeout=60.0)
+        failures: list[float] = []
+
+        def flaky(event: DataEvent) -> None:
+            if (
+                isinstance(event, ObjectCreation)
+                and event.attributes["alarmName"] == "flaky"
+                and not failures
+            ):
+                failures.append(rig.now)
+                raise ValueError("not yet")
+
+        rig.handler.on_event_hook = flaky
+        self.held_through_a_restart(rig, "flaky")
+        rig.runner.advance(9.1)  # 10.1 s: the replay failed at 10 s, its retry is due at 10.5
+        message = encode_event(JmsMissedEvents(header=EventHeader(client_id=rig.config.client_id)))
+        rig.a.publish(message.body, message.headers)
+        rig.runner.advance(1.0)  # the retry succeeded: the restart's resync is complete
+        assert failures == [10.0]
+        assert [r.reason for r in rig.handler.of("resync")][-1] is ResyncReason.SERVER_RESTARTED
+        rig.client.stop()
+
+        second = Rig(rig.config.state_dir, client_id=rig.config.client_id, keepalive_timeout=60.0)  # type: ignore[arg-type]
+        second.start()
+        second.system_info(second.a, start="2000")
+        second.runner.advance(0.1)
+        try:
+            requests = second.handler.of("resync")
+            assert [r.reason for r in requests] == [ResyncReason.INCOMPLETE]
+            assert "missed-events" in requests[0].evidence.get("owed", "")
+        finally:
+            second.client.stop()
