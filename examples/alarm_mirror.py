@@ -37,6 +37,7 @@ from nfmp_client import (
     ResyncRequest,
     XmlApiClient,
     XmlApiCredentials,
+    XmlApiObject,
 )
 
 ALARM_OBJECT_TYPE = "fm.AlarmObject"  # the MTOSI_objectType of alarm events
@@ -66,16 +67,17 @@ class AlarmMirror(Handler):
     def on_resync_required(self, request: ResyncRequest) -> None:
         alarms = self.api.find_faults()
         with self.db:  # one transaction: the table is never seen half rebuilt
-            self.db.execute("DELETE FROM alarms")
-            self.db.executemany(
-                "INSERT INTO alarms VALUES (?, ?, ?)",
-                [
-                    (a.full_name, _text(a.attributes.get("severity")), json.dumps(a.attributes))
-                    for a in alarms
-                ],
-            )
+            self.rebuild(alarms)
         self.resyncs.append(request)
         self.say(f"resync #{request.epoch} ({request.reason.value}): {len(alarms)} active alarms")
+
+    def rebuild(self, alarms: list[XmlApiObject]) -> None:
+        """Replace the table with *alarms* (inside the caller's transaction)."""
+        self.db.execute("DELETE FROM alarms")
+        self.db.executemany(
+            "INSERT INTO alarms VALUES (?, ?, ?)",
+            [(a.full_name, _text(a.attributes.get("severity")), json.dumps(a.attributes)) for a in alarms],
+        )
 
     def say(self, line: str) -> None:
         """Print one line (unless quiet)."""
@@ -91,12 +93,13 @@ class AlarmMirror(Handler):
 
     def on_event(self, event: DataEvent) -> None:
         with self.db:
-            self._apply(event)
+            self.apply(event)
 
-    def _apply(self, event: DataEvent) -> None:
+    def apply(self, event: DataEvent) -> None:
+        """Change the table as *event* says (inside the caller's transaction)."""
         if isinstance(event, EventVessel):
             for member in event.events:
-                self._apply(member)  # type: ignore[arg-type]
+                self.apply(member)  # type: ignore[arg-type]
         elif isinstance(event, ObjectCreation) and event.is_alarm:
             self.db.execute(
                 "INSERT OR REPLACE INTO alarms VALUES (?, ?, ?)",
