@@ -377,6 +377,20 @@ class ResyncCoordinator:
         # epoch 0, until the first request.
         if self._config.resync_mode is ResyncMode.HOLD_AND_REPLAY and self._rules.baseline.in_sync:
             self._holding = True
+        # What is held so far came before this trigger, and events may be missing after it (a JmsMissedEvents
+        # comes after the loss, a restart's SystemInfoEvent after the backlog): replayed over a retrieval made
+        # after this trigger, it would undo what the retrieval shows (a cleared alarm whose clearing was lost
+        # would come back). That retrieval covers it: it is dropped, as Nokia's procedure clears its buffer
+        # when a retrieval is aborted. So is a failed replay's rest, whose resync is then not complete.
+        if self._held or self._replay_at != _NO_DEADLINE:
+            log.info(
+                "%s: %d held events dropped: they came before this trigger (the next retrieval covers them)",
+                self._config.client_id,
+                len(self._held),
+            )
+            self._held, self._held_bytes = [], 0
+            if self._replay_at != _NO_DEADLINE:
+                self._replay_at, self._completing = _NO_DEADLINE, None
         # Owed from now on, and on disk before the message that caused it is acknowledged (the trigger comes
         # from judging a message, which is acknowledged after): a process that dies before the request
         # leaves the obligation to the next one, which the server would not tell again.
