@@ -803,6 +803,8 @@ class SimulatedServer:
             rate = self._rate  # read once: set_rate() may change it meanwhile
             if reconnect_at is not None:
                 deadlines = [reconnect_at]
+            elif self._silent.is_set():
+                deadlines = []  # nothing is sent: wait for an advisory, resume() or stop()
             else:
                 deadlines = [next_keepalive] if self._keepalive_interval > 0 else []
                 if rate > 0:

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -199,6 +200,30 @@ class TestServing:
         assert oss.conn.is_connected()
         assert not oss.disconnected.is_set()
         oss.next(KeepAliveEvent, timeout=2.0)
+
+
+    def test_a_silent_server_waits_instead_of_spinning(self, server: SimulatedServer) -> None:
+        """Silent (a hung server, or the standby of a redundant pair for minutes), its worker thread sleeps:
+        it used the whole of a core before (it kept waking for the keep-alive it does not send)."""
+        server.silence()
+        time.sleep(0.2)
+        before = _worker_cpu_seconds()
+        time.sleep(1.0)
+        used = _worker_cpu_seconds() - before
+        server.resume()
+
+        assert used < 0.2
+
+
+def _worker_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by the simulators' worker threads of this process."""
+    ticks = 0
+    for thread in threading.enumerate():
+        if thread.name == "nfmp-simulator" and thread.native_id is not None:
+            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+            fields = stat.rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of the whole line)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class TestTruth:
