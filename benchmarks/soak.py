@@ -32,7 +32,8 @@ gave up). From the mirror's journal it counts:
 
 * ``lost``: events published for this subscription, never applied, and not covered by a resync whose retrieval
   started after them;
-* ``missed_resyncs``: needs never followed by a retrieval;
+* ``missed_resyncs``: needs not followed by a request that names their reason (or that of a later need, whose
+  retrieval covers both) and a retrieval by the time things settle (a settle waits for that, up to 45 s);
 * ``spurious_resyncs``: requests made while no need was outstanding (a request the client repeats after a
   crash, because the mirror was killed between its retrieval and the end of the replay, is counted apart as
   ``crash_window_resyncs``: the client cannot know);
@@ -44,8 +45,9 @@ gave up). From the mirror's journal it counts:
 
 The goal: ``lost``, ``missed_resyncs`` and ``spurious_resyncs`` 0, ``mirror_equals_truth`` true, every
 detection within its bound, over at least 50 faults (``--faults``, default 50). The last line is one JSON
-object; the exit code is 0 when the goal is met, 1 when not. ``--seed`` replays a run (the seed is printed
-either way).
+object; the exit code is 0 when the goal is met, 1 when not. ``--seed`` replays a run's draw (the faults,
+their order and the pauses between them; the seed is printed either way), not the exact interleaving with the
+client's own timing.
 
 Needs Debian's ActiveMQ (``scripts/broker install``); the brokers run in a temporary directory on free ports.
 Usage: python benchmarks/soak.py [--faults N] [--seed S] [--rate R] [--no-standby] [--keep]
@@ -78,7 +80,7 @@ from typing import Any
 
 import attrs
 
-from nfmp_client import XMLAPI_PATH, DataEvent
+from nfmp_client import XMLAPI_PATH, DataEvent, ResyncReason
 from nfmp_client.testing import (
     ActiveMQAdmin,
     EventGenerator,
@@ -131,6 +133,21 @@ KINDS = (
 DEAD_PATHS = (BLACKHOLE, BLACKHOLE_TO_CLIENT, BLACKHOLE_TO_BROKER, RESET, BROKER_KILL)
 AWAY_FAULTS = (SERVER_RESTART, SWITCHOVER, BROKER_KILL, OVERFLOW)  # played while the mirror is down
 CONNECTION_LOSSES = {"socket-error", "heartbeat-timeout", "watchdog-expired", "broker-error"}
+# The resync reasons that answer each need: the client must have said why (a request for another reason that
+# happens to come later does not count, unless a later need of that kind explains it: a switchover deletes the
+# subscription with the JmsMissedEvents stored in it, and its own resync covers both).
+ANSWERS = {
+    "initial": {"initial"},
+    BROKER_KILL: {"server-restarted", "subscription-changed", "server-state-unknown"},
+    SERVER_RESTART: {"server-restarted", "server-state-unknown"},
+    SWITCHOVER: {"switchover", "subscription-changed"},
+    OVERFLOW: {"missed-events"},
+    SUBSCRIPTION_REMOVED: {"missed-events", "subscription-changed"},
+    TERMINATE: {"missed-events"},
+    # The event given up, or never handed over (held, then dropped for a retrieval that covers it): any
+    # retrieval after it brings what it says; one that never came shows as a mirror unequal to the truth.
+    POISON: {"undeliverable", *(reason.value for reason in ResyncReason)},
+}
 
 # The mirror's client settings: short intervals, so that a fault plays in seconds.
 HEARTBEAT_MS = 500
@@ -354,8 +371,11 @@ class Journal:
             for name, attributes in self.query("SELECT full_name, attributes FROM alarms")
         }
 
-    def requests(self) -> list[tuple[int, str, float, int]]:
-        return [tuple(r) for r in self.query("SELECT epoch, reason, t, pid FROM soak_requests ORDER BY t")]
+    def requests(self) -> list[tuple[int, str, float, int, str]]:
+        return [
+            tuple(r)
+            for r in self.query("SELECT epoch, reason, t, pid, reasons FROM soak_requests ORDER BY t")
+        ]
 
     def completions(self) -> list[tuple[int, float, float, int, int]]:
         return [
@@ -367,6 +387,9 @@ class Journal:
 
     def losses(self) -> list[tuple[float, str, str]]:
         return [tuple(r) for r in self.query("SELECT t, reason, detail FROM soak_losses ORDER BY t")]
+
+    def restored(self) -> list[float]:
+        return [t for (t,) in self.query("SELECT t FROM soak_restored ORDER BY t")]
 
     def last_restored(self) -> float:
         rows = self.query("SELECT MAX(t) FROM soak_restored")
@@ -465,6 +488,7 @@ class Soak:
         self.journal = Journal(work / "mirror.sqlite")
         self.stream = Stream(self, args.rate, self.seed)
         self.needs: list[Need] = []
+        self.missed: set[Need] = set()  # needs still unanswered after a settle
         self.faults: list[Fault] = []
         self.checks: list[tuple[str, bool, str]] = []
         self.errors: list[str] = []  # faults the soak could not play (a bug of the soak or the simulator)
@@ -535,6 +559,11 @@ class Soak:
 
     # ------------------------------------------------------------------------------------ the ledger
 
+    def handler_slow(self, start: float, end: float | None = None) -> bool:
+        """Whether the mirror's handler may be in a slow call between *start* and *end*."""
+        end = start if end is None else end
+        return any(begin <= end and start <= until for begin, until in self.slow_windows)
+
     def need(self, kind: str) -> None:
         self.needs.append(Need(time.time(), kind))
 
@@ -555,7 +584,16 @@ class Soak:
         requests, completions = self.journal.requests(), self.journal.completions()
         if requests and not any(c[0] == requests[-1][0] and c[2] >= requests[-1][2] for c in completions):
             return False  # a resync is under way
+        if self.unanswered(requests, completions):
+            return False  # one is due: the client may not have noticed yet
         return self.journal.alarms() == self.truth()
+
+    def unanswered(
+        self,
+        requests: list[tuple[int, str, float, int, str]],
+        completions: list[tuple[int, float, float, int, int]],
+    ) -> list[Need]:
+        return [n for n in self.needs if not answered(n, self.needs, requests, completions)]
 
     def settle(self, label: str) -> bool:
         """Pause the stream; wait until the mirror equals the truth, connected, with no resync under way."""
@@ -572,6 +610,9 @@ class Soak:
                     f"missing {len(missing)} {missing[:3]}, extra {len(extra)} {extra[:3]}, "
                     f"different {len(changed)} {changed[:3]}"
                 )
+            # A need still unanswered once things settled (or the wait gave up) was missed, even if a resync
+            # for a later fault covers it afterwards.
+            self.missed.update(self.unanswered(self.journal.requests(), self.journal.completions()))
             self.checks.append((label, ok, detail))
             self.say(f"settled: {'the mirror equals the truth' if ok else 'NOT EQUAL: ' + detail}")
         return ok
@@ -742,10 +783,12 @@ class Soak:
         for number, kind in enumerate(kinds, 1):
             time.sleep(self.random.uniform(0.3, 1.5))  # events flow
             if kind in DEAD_PATHS or kind in (TERMINATE, FLAKY_HANDLER, POISON):
-                _wait(self.connected, 20.0)  # a detection is measured from a live connection
+                # A detection is measured from a live connection, with the handler not in a slow call.
+                _wait(lambda: self.connected() and not self.handler_slow(time.time()), 20.0)
             self.play(kind)
             if number == len(kinds) or self.random.random() < 0.5:
                 self.settle(f"after fault {number}")
+        self.stream.stop()  # what is counted next is everything published
         time.sleep(2.0)  # a late resync (missed or spurious) has its chance to show
         self.settle("end")
 
@@ -786,12 +829,31 @@ def _other_ip(ip: str) -> str:
     return f"{head}.{int(last) % 254 + 1}"
 
 
+def answered(
+    need: Need,
+    needs: list[Need],
+    requests: list[tuple[int, str, float, int, str]],
+    completions: list[tuple[int, float, float, int, int]],
+) -> bool:
+    """Whether a request after *need* names its reason (or that of a need between them: its retrieval covers
+    both) and a retrieval started after it."""
+    for request in requests:
+        if request[2] < need.t:
+            continue
+        kinds = {n.kind for n in needs if need.t <= n.t <= request[2]}
+        if set(request[4].split(",")) & set().union(*(ANSWERS[k] for k in kinds)):
+            return any(c[1] >= need.t for c in completions)
+    return False
+
+
 def detection_bound(kind: str) -> float:
     """The configured time to notice a dead path of *kind*, in seconds (the goal allows 1 s more)."""
     if kind in (BLACKHOLE, BLACKHOLE_TO_CLIENT):  # the client's heart-beat timeout
         return min(HEARTBEAT_MS / 1000 * HEARTBEAT_GRACE, KEEPALIVE_TIMEOUT)
-    if kind == BLACKHOLE_TO_BROKER:  # the broker's: it checks every grace x interval, closes after two
-        return 2 * HEARTBEAT_MS / 1000 * BROKER_HEARTBEAT_GRACE
+    if kind == BLACKHOLE_TO_BROKER:
+        # The broker's: ActiveMQ closes a STOMP client silent for up to 3 x its grace x the heart-beat
+        # interval the client promised (observed: 4.5 x with the grace of 1.5); the client hears it at once.
+        return 3 * BROKER_HEARTBEAT_GRACE * HEARTBEAT_MS / 1000
     return 0.0  # a reset, a dead broker's closed sockets: at once
 
 
@@ -809,12 +871,13 @@ def count(soak: Soak) -> dict[str, Any]:
         return any(c[1] >= t and c[2] <= before for c in completions)
 
     lost = [r.seq for r in alarms if r.seq not in applied and not retrieved_after(r.t)]
-    missed = [n for n in needs if not retrieved_after(n.t)]
+
+    missed = [n for n in needs if n in soak.missed or not answered(n, needs, requests, completions)]
     spurious: list[tuple[int, str, float]] = []
     crash_window: list[tuple[int, str, float]] = []
-    previous: tuple[int, str, float, int] | None = None
+    previous: tuple[int, str, float, int, str] | None = None
     for request in requests:
-        epoch, reason, t, _pid = request
+        epoch, reason, t, _pid, _reasons = request
         outstanding = [n for n in needs if n.t <= t and not retrieved_after(n.t, before=t)]
         if not outstanding:
             done = [c[2] for c in completions if previous is not None and c[0] == previous[0]]
@@ -828,22 +891,35 @@ def count(soak: Soak) -> dict[str, Any]:
         previous = request
     losses = journal.losses()
     detection: dict[str, dict[str, Any]] = {}
+    each: list[tuple[str, float, float | None, str]] = []  # kind, when (s into the run), seconds, why not
+    restored = journal.restored()
+
+    def live_at(t: float) -> bool:
+        # Connected at that moment, by the journal: restored after its last loss (of any reason: a handler
+        # failure closes the connection too).
+        up = max((r for r in restored if r <= t), default=0.0)
+        return up > max((loss for loss, _, _ in losses if loss <= t), default=0.0)
+
     for kind in DEAD_PATHS:
         times, skipped = [], 0
         bound = detection_bound(kind)
         for fault in soak.faults:
             if fault.kind != kind:
                 continue
-            if not fault.connected or any(
-                start <= fault.t + bound + 1.0 and fault.t <= end for start, end in soak.slow_windows
-            ):
+            at = round(fault.t - soak.started, 1)
+            connected = fault.connected and live_at(fault.t)
+            if not connected or soak.handler_slow(fault.t, fault.t + bound + 1.0):
                 # Not connected when it struck, or the handler was in a slow call: the client hears of the
                 # loss only when the callback returns (callbacks run on its one thread).
                 skipped += 1
+                each.append((kind, at, None, "not connected" if not connected else "handler slow"))
                 continue
             later = [t for t, reason, _ in losses if t >= fault.t and reason in CONNECTION_LOSSES]
             if later:
                 times.append(later[0] - fault.t)
+                each.append((kind, at, round(later[0] - fault.t, 3), ""))
+            else:
+                each.append((kind, at, None, "never noticed"))
         detection[kind] = {
             "count": len(times),
             "skipped": skipped,
@@ -851,7 +927,8 @@ def count(soak: Soak) -> dict[str, Any]:
             "median": round(statistics.median(times), 2) if times else None,
             "max": round(max(times), 2) if times else None,
             "timeout_s": round(bound, 2),
-            "within": all(t <= bound + 1.0 for t in times),
+            "within": all(t <= bound + 1.0 for t in times)
+            and not any(k == kind and why == "never noticed" for k, _, _, why in each),
         }
     faults = collections.Counter(f.kind for f in soak.faults)
     equal = bool(soak.checks) and all(ok for _, ok, _ in soak.checks)
@@ -883,6 +960,7 @@ def count(soak: Soak) -> dict[str, Any]:
         "mirror_exits": soak.mirror.exits if soak.mirror else [],
         "max_rss_mb": round((soak.mirror.max_rss_kb if soak.mirror else 0) / 1024, 1),
         "detection_s": detection,
+        "detections": each,
         "soak_errors": soak.errors,
         "wall_s": round(time.time() - soak.started, 1),
     }

@@ -7,7 +7,8 @@ database, committed in the same transaction as the change it describes:
 
 * ``soak_applied``: the sequence number (the ``soakSeq`` property the soak puts on each event it publishes)
   of every event applied, with the resync epoch it came with; an event applied twice appears twice.
-* ``soak_requests``: every resync request as it arrives (its own transaction, before the retrieval).
+* ``soak_requests``: every resync request as it arrives, with all its reasons (its own transaction, before the
+  retrieval).
 * ``soak_completions``: every retrieval, in the transaction that rebuilds the table, with the time the
   retrieval started (the alarm list read then includes every event the server had applied before).
 * ``soak_losses`` / ``soak_restored``: the connection's losses (reason, time) and restorations.
@@ -52,7 +53,7 @@ from nfmp_client import (
 JOURNAL = """
 CREATE TABLE IF NOT EXISTS soak_applied (seq INTEGER NOT NULL, epoch INTEGER NOT NULL, t REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS soak_requests (
-    epoch INTEGER NOT NULL, reason TEXT NOT NULL, t REAL NOT NULL, pid INTEGER NOT NULL
+    epoch INTEGER NOT NULL, reason TEXT NOT NULL, t REAL NOT NULL, pid INTEGER NOT NULL, reasons TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS soak_completions (
     epoch INTEGER NOT NULL, t_start REAL NOT NULL, t_done REAL NOT NULL, alarms INTEGER NOT NULL,
@@ -119,9 +120,17 @@ class SoakMirror(AlarmMirror):
 
     def on_resync_required(self, request: ResyncRequest) -> None:
         with self.db:
+            # Every reason, the coalesced ones and those owed from an earlier run (an INCOMPLETE request's).
+            reasons = {r.value for r in request.reasons} | set(request.evidence.get("owed", "").split(","))
             self.db.execute(
-                "INSERT INTO soak_requests VALUES (?, ?, ?, ?)",
-                (request.epoch, request.reason.value, time.time(), os.getpid()),
+                "INSERT INTO soak_requests VALUES (?, ?, ?, ?, ?)",
+                (
+                    request.epoch,
+                    request.reason.value,
+                    time.time(),
+                    os.getpid(),
+                    ",".join(sorted(reasons - {""})),
+                ),
             )
         started = time.time()
         alarms = self.api.find_faults()
@@ -155,6 +164,9 @@ def build(settings: dict[str, Any]) -> tuple[NfmpClient, sqlite3.Connection]:
     """The client and the database, as the settings say."""
     db = sqlite3.connect(settings["db"], check_same_thread=False)  # the client's handler thread uses it
     db.execute("PRAGMA journal_mode=WAL")  # the soak reads while this process writes
+    db.execute(
+        "PRAGMA synchronous=NORMAL"
+    )  # durable through a killed process (not a lost machine), no fsync per event
     api = XmlApiClient(settings["xmlapi"], credentials=None, timeout=30.0)
     mirror = SoakMirror(db, api, Control(Path(settings["control"])))
     heartbeat = settings["heartbeat_ms"]

@@ -822,6 +822,20 @@ class TestReplay:
     on the stream (retried with growing delays, given up after max_handler_failures), not as a lost resync."""
 
     @staticmethod
+    def fail_on_flaky(rig: Rig, times: int) -> list[float]:
+        """Make the handler raise on the event named "flaky" the first *times* times; return their times."""
+        failures: list[float] = []
+
+        def flaky(event: DataEvent) -> None:
+            named = isinstance(event, ObjectCreation) and event.attributes["alarmName"] == "flaky"
+            if named and len(failures) < times:
+                failures.append(rig.now)
+                raise ValueError("not yet")
+
+        rig.handler.on_event_hook = flaky
+        return failures
+
+    @staticmethod
     def held_through_a_restart(rig: Rig, *names: str) -> None:
         # INITIAL done at 0; a server restart noticed at 1 s, requested at 10 s (resync_min_interval): the
         # events published in between are held, and replayed at 10 s.
@@ -839,18 +853,7 @@ class TestReplay:
         complete and no other is asked (before: an INCOMPLETE resync, a whole retrieval, for a handler that
         only needed a second try)."""
         rig = make_rig(resync_min_interval=10.0, keepalive_timeout=60.0)
-        failures: list[float] = []
-
-        def flaky(event: DataEvent) -> None:
-            if (
-                isinstance(event, ObjectCreation)
-                and event.attributes["alarmName"] == "flaky"
-                and len(failures) < 2
-            ):
-                failures.append(rig.now)
-                raise ValueError("not yet")
-
-        rig.handler.on_event_hook = flaky
+        failures = self.fail_on_flaky(rig, 2)
         self.held_through_a_restart(rig, "flaky", "after")
         rig.runner.advance(9.6)  # 10.6 s: the first retry failed at 10.5
         rig.publish(rig.a, "during")
@@ -910,18 +913,7 @@ class TestReplay:
         later. The replay then completes, and the process ends before that request: the next run must still
         owe the resync (the completion must not wipe an obligation that came after the request)."""
         rig = make_rig(resync_min_interval=10.0, keepalive_timeout=60.0)
-        failures: list[float] = []
-
-        def flaky(event: DataEvent) -> None:
-            if (
-                isinstance(event, ObjectCreation)
-                and event.attributes["alarmName"] == "flaky"
-                and not failures
-            ):
-                failures.append(rig.now)
-                raise ValueError("not yet")
-
-        rig.handler.on_event_hook = flaky
+        failures = self.fail_on_flaky(rig, 1)
         self.held_through_a_restart(rig, "flaky")
         rig.runner.advance(9.1)  # 10.1 s: the replay failed at 10 s, its retry is due at 10.5
         message = encode_event(JmsMissedEvents(header=EventHeader(client_id=rig.config.client_id)))

@@ -151,7 +151,8 @@ public class AmqAdmin {
         }
     }
 
-    static void close(MBeanServerConnection s, ObjectName broker, String clientId) throws Exception {
+    /** Stop the broker-side connections of clientId; return how many. */
+    static int stop(MBeanServerConnection s, ObjectName broker, String clientId) throws Exception {
         int closed = 0;
         for (ObjectName n : connections(s, broker)) {
             try {
@@ -163,6 +164,11 @@ public class AmqAdmin {
                 // closed meanwhile
             }
         }
+        return closed;
+    }
+
+    static void close(MBeanServerConnection s, ObjectName broker, String clientId) throws Exception {
+        int closed = stop(s, broker, clientId);
         if (closed == 0) throw new Failure(1, "no connection with clientId=" + clientId);
         System.out.println("closed " + closed + " connection(s) of clientId=" + clientId);
     }
@@ -228,16 +234,7 @@ public class AmqAdmin {
         long deadline = System.nanoTime() + 10_000_000_000L;
         int closed = 0;
         while (true) {
-            for (ObjectName n : connections(s, broker)) {
-                try {
-                    if (clientId.equals(s.getAttribute(n, "ClientId"))) {
-                        s.invoke(n, "stop", null, null);
-                        closed++;
-                    }
-                } catch (InstanceNotFoundException gone) {
-                    // closed meanwhile
-                }
-            }
+            closed += stop(s, broker, clientId);
             try {
                 rmsub(s, broker, clientId, sub);
                 System.out.println("closed " + closed + " connection(s) of clientId=" + clientId);
