@@ -201,7 +201,6 @@ class TestServing:
         assert not oss.disconnected.is_set()
         oss.next(KeepAliveEvent, timeout=2.0)
 
-
     def test_a_silent_server_waits_instead_of_spinning(self, server: SimulatedServer) -> None:
         """Silent (a hung server, or the standby of a redundant pair for minutes), its worker thread sleeps:
         it used the whole of a core before (it kept waking for the keep-alive it does not send)."""
