@@ -331,7 +331,7 @@ class ResyncCoordinator:
         here, ahead of what arrives meanwhile, and handed over again *delay* seconds later
         (:meth:`replay_due`), as the stream retries a failing message. The resync completes once all are.
         """
-        self._held = [*remaining, *self._held]
+        self._held = [*remaining, *self._held]  # counted against hold_limit (their bytes no longer are)
         self._holding = True
         self._replay_at = now + delay
 

@@ -214,7 +214,7 @@ class Supervisor:
         self._last_error: BaseException | None = None  # what the last callback that raised raised
         self._probe_at = _INF
         self._probing = False
-        self._replay_failures = 0  # the handler raised on the first event of a held replay this many times
+        self._replay_failing = ("", 0)  # the replayed message the handler raised on, and how often in a row
         self._early: list[Decoded] = []  # messages of the connection being made, before its confirmation
         self._next_check = -_INF  # when the deadlines are looked at next while messages keep coming
         self._idle_until: float | None = None  # the deadline the last idle step found
@@ -631,30 +631,34 @@ class Supervisor:
                 if handled is None:
                     return  # stopping: not all replayed, so not complete (the next run resyncs)
                 if handled:
-                    self._replay_failures = 0
                     continue
-                self._replay_failures += 1
+                message_id = event.header.stomp_headers.get("message-id", "")
+                same, count = self._replay_failing
+                count = count + 1 if same == message_id else 1
+                self._replay_failing = (message_id, count)
                 now = self._clock.monotonic()
-                if self._replay_failures >= self._config.max_handler_failures:
-                    message_id = event.header.stomp_headers.get("message-id", "")
-                    self._delivery.give_up(event, message_id, self._replay_failures, now)
-                    self._replay_failures = 0
+                if count >= self._config.max_handler_failures:
+                    self._delivery.give_up(event, message_id, count, now)
+                    self._replay_failing = ("", 0)
                     continue
-                retry = self._config.retry
-                delay = min(
-                    retry.initial_delay * retry.multiplier ** (self._replay_failures - 1), retry.max_delay
-                )
+                delay = self._handler_retry_delay(count)
                 log.warning(
-                    "%s: the handler raised on a replayed event (%d time(s)); it and the %d after it are "
+                    "%s: the handler raised on replayed message %s (%d time(s)); it and the %d after it are "
                     "handed over again in %.1f s",
                     self._config.client_id,
-                    self._replay_failures,
+                    message_id or "(no id)",
+                    count,
                     len(events) - index - 1,
                     delay,
                 )
                 self.resync.replay_failed(events[index:], now, delay)
                 return
             self.resync.replayed()
+
+    def _handler_retry_delay(self, failures: int) -> float:
+        # Before the next try of an event the handler raised on *failures* times: the retry policy's backoff.
+        retry = self._config.retry
+        return float(min(retry.initial_delay * retry.multiplier ** (failures - 1), retry.max_delay))
 
     @contextmanager
     def _busy(self) -> Iterator[None]:
@@ -738,8 +742,7 @@ class Supervisor:
         transport = self._detach()
         assert transport is not None  # noqa: S101  # CONNECTED always has one
         transport.close()
-        retry = self._config.retry
-        delay = min(retry.initial_delay * retry.multiplier ** (count - 1), retry.max_delay)
+        delay = self._handler_retry_delay(count)
         detail = (
             f"the handler raised on message {message_id or '(no id)'} ({count} time(s)); "
             f"it is delivered again in {delay:.1f} s"
