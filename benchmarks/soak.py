@@ -1045,6 +1045,8 @@ def main() -> int:
     logging.getLogger("stomp.py").setLevel(logging.WARNING)
     print(f"soak: seed {args.seed}, {args.faults} faults, work directory {work}", flush=True)
     soak = Soak(args, work)
+    # Stopped from outside (timeout, a CI job cancelled): end as after Ctrl-C, with the brokers stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with contextlib.ExitStack() as stack:
         soak.setup(stack)
         soak.run()
