@@ -232,19 +232,46 @@ public class AmqAdmin {
     static void evict(MBeanServerConnection s, ObjectName broker, String clientId, String sub)
             throws Exception {
         long deadline = System.nanoTime() + 10_000_000_000L;
+        String[] signature = {"java.lang.String", "java.lang.String"};
         int closed = 0;
         while (true) {
             closed += stop(s, broker, clientId);
-            try {
-                rmsub(s, broker, clientId, sub);
-                System.out.println("closed " + closed + " connection(s) of clientId=" + clientId);
-                return;
-            } catch (Failure inUse) {
-                // Not found (detaching: in neither list for a moment) or still attached: try again.
-                if (System.nanoTime() > deadline) throw inUse;
-                Thread.sleep(20);
+            // The broker frees the subscription a moment after the connection stops, and the client may be
+            // back a moment later: try in a tight loop until one of the two happens (then stop it again).
+            while (true) {
+                try {
+                    s.invoke(broker, "destroyDurableSubscriber", new Object[] {clientId, sub}, signature);
+                    System.out.println("removed durable subscription clientId=" + clientId + " sub=" + sub
+                            + "; closed " + closed + " connection(s)");
+                    return;
+                } catch (MBeanException refused) {
+                    String why = rootCause(refused);
+                    if (why.contains("No durable subscription exists")) {
+                        System.out.println("no durable subscription clientId=" + clientId + " sub=" + sub
+                                + " (gone already); closed " + closed + " connection(s)");
+                        return;
+                    }
+                    if (System.nanoTime() > deadline) {
+                        throw new Failure(1, "cannot remove clientId=" + clientId + " sub=" + sub + ": " + why
+                                + " (the client kept re-attaching for 10 s)");
+                    }
+                    if (attached(s, broker, clientId)) break;
+                    Thread.sleep(2);
+                }
             }
         }
+    }
+
+    /** Whether a connection with clientId is open. */
+    static boolean attached(MBeanServerConnection s, ObjectName broker, String clientId) throws Exception {
+        for (ObjectName n : connections(s, broker)) {
+            try {
+                if (clientId.equals(s.getAttribute(n, "ClientId"))) return true;
+            } catch (InstanceNotFoundException gone) {
+                // closed meanwhile
+            }
+        }
+        return false;
     }
 
     static String rootCause(Throwable t) {
