@@ -39,9 +39,9 @@ gave up). From the mirror's journal it counts:
   ``crash_window_resyncs``: the client cannot know);
 * ``mirror_equals_truth``: the mirror's table equals the model at every settle point and at the end;
 * ``detection_s``: per dead-path kind, from the fault to the mirror's ``on_connection_lost``, against the
-  configured timeout (+ 1 s); a fault that struck while the mirror was not connected, or while its handler was
-  in a slow call (callbacks run on the client's one thread, which hears of the loss when the call returns), is
-  counted as ``skipped``.
+  configured timeout (+ 1 s); a fault that struck while the mirror was not connected, while its handler was in
+  a slow call (callbacks run on the client's one thread, which hears of the loss when the call returns), or
+  just before the client closed the connection itself (a handler failure), is counted as ``skipped``.
 
 The goal: ``lost``, ``missed_resyncs`` and ``spurious_resyncs`` 0, ``mirror_equals_truth`` true, every
 detection within its bound, over at least 50 faults (``--faults``, default 50). The last line is one JSON
@@ -571,6 +571,10 @@ class Soak:
         losses = self.journal.losses()
         return self.mirror_alive and self.journal.last_restored() > (losses[-1][0] if losses else 0.0)
 
+    def steady(self) -> bool:
+        """Connected, and for a second at least."""
+        return self.connected() and time.time() - self.journal.last_restored() >= 1.0
+
     @property
     def mirror_alive(self) -> bool:
         return self.mirror is not None and self.mirror.alive
@@ -783,8 +787,9 @@ class Soak:
         for number, kind in enumerate(kinds, 1):
             time.sleep(self.random.uniform(0.3, 1.5))  # events flow
             if kind in DEAD_PATHS or kind in (TERMINATE, FLAKY_HANDLER, POISON):
-                # A detection is measured from a live connection, with the handler not in a slow call.
-                _wait(lambda: self.connected() and not self.handler_slow(time.time()), 20.0)
+                # A detection is measured from a live connection (up for a second: not between the tries of a
+                # failing handler), with the handler not in a slow call.
+                _wait(lambda: self.steady() and not self.handler_slow(time.time()), 20.0)
             self.play(kind)
             if number == len(kinds) or self.random.random() < 0.5:
                 self.settle(f"after fault {number}")
@@ -860,6 +865,61 @@ def detection_bound(kind: str) -> float:
 # ------------------------------------------------------------------------------------------ the count
 
 
+Detection = tuple[str, float, float | None, str]  # kind, when (s into the run), seconds, why not measured
+
+
+def detections(soak: Soak) -> tuple[dict[str, dict[str, Any]], list[Detection]]:
+    """Per dead-path kind, the detection figures; and each detection."""
+    journal = soak.journal
+    losses = journal.losses()
+    detection: dict[str, dict[str, Any]] = {}
+    each: list[Detection] = []
+    restored = journal.restored()
+
+    def live_at(t: float) -> bool:
+        # Connected at that moment, by the journal: restored after its last loss (of any reason: a handler
+        # failure closes the connection too).
+        up = max((r for r in restored if r <= t), default=0.0)
+        return up > max((loss for loss, _, _ in losses if loss <= t), default=0.0)
+
+    for kind in DEAD_PATHS:
+        times, skipped = [], 0
+        bound = detection_bound(kind)
+        for fault in soak.faults:
+            if fault.kind != kind:
+                continue
+            at = round(fault.t - soak.started, 1)
+            connected = fault.connected and live_at(fault.t)
+            if not connected or soak.handler_slow(fault.t, fault.t + bound + 1.0):
+                # Not connected when it struck, or the handler was in a slow call: the client hears of the
+                # loss only when the callback returns (callbacks run on its one thread).
+                skipped += 1
+                each.append((kind, at, None, "not connected" if not connected else "handler slow"))
+                continue
+            after = [(t, reason) for t, reason, _ in losses if t >= fault.t]
+            if after and after[0][1] not in CONNECTION_LOSSES:
+                # The client closed the connection itself first (a handler failure, a terminated session):
+                # what it noticed next was a failed reconnect, not the dead path.
+                skipped += 1
+                each.append((kind, at, None, f"closed first: {after[0][1]}"))
+            elif after:
+                times.append(after[0][0] - fault.t)
+                each.append((kind, at, round(after[0][0] - fault.t, 3), ""))
+            else:
+                each.append((kind, at, None, "never noticed"))
+        detection[kind] = {
+            "count": len(times),
+            "skipped": skipped,
+            "min": round(min(times), 2) if times else None,
+            "median": round(statistics.median(times), 2) if times else None,
+            "max": round(max(times), 2) if times else None,
+            "timeout_s": round(bound, 2),
+            "within": all(t <= bound + 1.0 for t in times)
+            and not any(k == kind and why == "never noticed" for k, _, _, why in each),
+        }
+    return detection, each
+
+
 def count(soak: Soak) -> dict[str, Any]:
     journal = soak.journal
     requests, completions = journal.requests(), journal.completions()
@@ -889,47 +949,7 @@ def count(soak: Soak) -> dict[str, Any]:
             else:
                 spurious.append((epoch, reason, t))
         previous = request
-    losses = journal.losses()
-    detection: dict[str, dict[str, Any]] = {}
-    each: list[tuple[str, float, float | None, str]] = []  # kind, when (s into the run), seconds, why not
-    restored = journal.restored()
-
-    def live_at(t: float) -> bool:
-        # Connected at that moment, by the journal: restored after its last loss (of any reason: a handler
-        # failure closes the connection too).
-        up = max((r for r in restored if r <= t), default=0.0)
-        return up > max((loss for loss, _, _ in losses if loss <= t), default=0.0)
-
-    for kind in DEAD_PATHS:
-        times, skipped = [], 0
-        bound = detection_bound(kind)
-        for fault in soak.faults:
-            if fault.kind != kind:
-                continue
-            at = round(fault.t - soak.started, 1)
-            connected = fault.connected and live_at(fault.t)
-            if not connected or soak.handler_slow(fault.t, fault.t + bound + 1.0):
-                # Not connected when it struck, or the handler was in a slow call: the client hears of the
-                # loss only when the callback returns (callbacks run on its one thread).
-                skipped += 1
-                each.append((kind, at, None, "not connected" if not connected else "handler slow"))
-                continue
-            later = [t for t, reason, _ in losses if t >= fault.t and reason in CONNECTION_LOSSES]
-            if later:
-                times.append(later[0] - fault.t)
-                each.append((kind, at, round(later[0] - fault.t, 3), ""))
-            else:
-                each.append((kind, at, None, "never noticed"))
-        detection[kind] = {
-            "count": len(times),
-            "skipped": skipped,
-            "min": round(min(times), 2) if times else None,
-            "median": round(statistics.median(times), 2) if times else None,
-            "max": round(max(times), 2) if times else None,
-            "timeout_s": round(bound, 2),
-            "within": all(t <= bound + 1.0 for t in times)
-            and not any(k == kind and why == "never noticed" for k, _, _, why in each),
-        }
+    detection, each = detections(soak)
     faults = collections.Counter(f.kind for f in soak.faults)
     equal = bool(soak.checks) and all(ok for _, ok, _ in soak.checks)
     figures: dict[str, Any] = {
