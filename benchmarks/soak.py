@@ -34,9 +34,10 @@ gave up). From the mirror's journal it counts:
   started after them;
 * ``missed_resyncs``: needs not followed by a request that names their reason (or that of a later need, whose
   retrieval covers both) and a retrieval by the time things settle (a settle waits for that, up to 45 s);
-* ``spurious_resyncs``: requests made while no need was outstanding (a request the client repeats after a
-  crash, because the mirror was killed between its retrieval and the end of the replay, is counted apart as
-  ``crash_window_resyncs``: the client cannot know);
+* ``spurious_resyncs``: requests made while no need was outstanding; a need is outstanding until a retrieval
+  that started once the client could see it (when its fault had played out; a poison event, when the client
+  gave it up). A request the client repeats after a crash, because the mirror was killed between its
+  retrieval and the end of the replay, is counted apart as ``crash_window_resyncs``: the client cannot know;
 * ``mirror_equals_truth``: the mirror's table equals the model at every settle point and at the end;
 * ``detection_s``: per dead-path kind, from the fault to the mirror's ``on_connection_lost``, against the
   configured timeout (+ 1 s); a fault that struck while the mirror was not connected, while its handler was in
@@ -164,6 +165,7 @@ class Need:
 
     t: float
     kind: str
+    seq: int | None = None  # the poison event's
 
 
 @dataclass
@@ -401,6 +403,9 @@ class Journal:
     def undeliverable(self) -> int:
         return len(self.query("SELECT seq FROM soak_undeliverable"))
 
+    def given_up(self) -> dict[int, float]:
+        return dict(self.query("SELECT seq, t FROM soak_undeliverable WHERE seq IS NOT NULL"))
+
 
 class Mirror:
     """The mirror's process: started, killed (SIGKILL), started again; its RSS is sampled."""
@@ -489,6 +494,7 @@ class Soak:
         self.stream = Stream(self, args.rate, self.seed)
         self.needs: list[Need] = []
         self.missed: set[Need] = set()  # needs still unanswered after a settle
+        self.visible: dict[Need, float] = {}  # when the client could first see each need (its fault's end)
         self.faults: list[Fault] = []
         self.checks: list[tuple[str, bool, str]] = []
         self.errors: list[str] = []  # faults the soak could not play (a bug of the soak or the simulator)
@@ -564,8 +570,8 @@ class Soak:
         end = start if end is None else end
         return any(begin <= end and start <= until for begin, until in self.slow_windows)
 
-    def need(self, kind: str) -> None:
-        self.needs.append(Need(time.time(), kind))
+    def need(self, kind: str, seq: int | None = None) -> None:
+        self.needs.append(Need(time.time(), kind, seq))
 
     def connected(self) -> bool:
         losses = self.journal.losses()
@@ -629,12 +635,15 @@ class Soak:
     def play(self, kind: str) -> None:
         fault = Fault(kind, time.time(), connected=self.connected())
         self.faults.append(fault)
+        before = len(self.needs)
         try:
             fault.detail = getattr(self, "fault_" + kind.replace("-", "_"))(fault) or ""
         except Exception as exc:  # the soak's own failure: reported, and the run goes on
             log.exception("fault %s could not be played", kind)
             self.errors.append(f"{kind}: {type(exc).__name__}: {exc}")
             fault.detail = f"COULD NOT BE PLAYED: {exc}"
+        for need in self.needs[before:]:  # the client can see it only once the fault has played out
+            self.visible[need] = time.time()
         self.say(f"{kind}{': ' + fault.detail if fault.detail else ''}")
 
     def fault_broker_kill(self, fault: Fault) -> str:
@@ -750,7 +759,7 @@ class Soak:
 
     def fault_poison_event(self, fault: Fault) -> str:
         record = self.stream.produce(fail="always")
-        self.need(POISON)  # the event never reaches the mirror's table: the retrieval must bring it
+        self.need(POISON, record.seq)  # the event never reaches the mirror's table: a retrieval must bring it
         return f"event {record.seq} always fails"
 
     def fault_slow_handler(self, fault: Fault) -> str:
@@ -935,10 +944,21 @@ def count(soak: Soak) -> dict[str, Any]:
     missed = [n for n in needs if n in soak.missed or not answered(n, needs, requests, completions)]
     spurious: list[tuple[int, str, float]] = []
     crash_window: list[tuple[int, str, float]] = []
+    given_up = journal.given_up()
+
+    def seen(need: Need) -> float:
+        # A retrieval the client made before it could see a need does not spare it the resync the need
+        # calls for (a restart noticed just after an unrelated retrieval still means one): only a
+        # retrieval after that moment makes a later request for it spurious. A poison event is seen once
+        # the client gives it up.
+        if need.seq is not None and need.seq in given_up:
+            return given_up[need.seq]
+        return soak.visible.get(need, need.t)
+
     previous: tuple[int, str, float, int, str] | None = None
     for request in requests:
         epoch, reason, t, _pid, _reasons = request
-        outstanding = [n for n in needs if n.t <= t and not retrieved_after(n.t, before=t)]
+        outstanding = [n for n in needs if n.t <= t and not retrieved_after(seen(n), before=t)]
         if not outstanding:
             done = [c[2] for c in completions if previous is not None and c[0] == previous[0]]
             kill = [
