@@ -1,8 +1,8 @@
 """The nfmp_client demo: an alarm mirror kept in sync through everything that goes wrong quietly.
 
 It starts a simulated NFM-P server on the local broker (``scripts/broker``), a fault proxy between the client
-and the broker, and the alarm mirror of ``examples/alarm_mirror.py``; then it plays the story of the seed
-documents, in about a minute, with no input:
+and the broker, and the alarm mirror of ``examples/alarm_mirror.py``; then it plays the story of the public
+documents (Spacewalk's Jabber clients, ejabberd, NFM-P's developer guide), in about a minute, with no input:
 
 1. normal operation: events flow, the mirror follows;
 2. a firewall silently drops the idle TCP session (half-open: the socket still says ESTABLISHED);

@@ -196,7 +196,8 @@ class XmlApiHttpError(XmlApiError):
 class XmlApiStandby(XmlApiHttpError):
     """HTTP 404 from the XML API: this server is the standby of a redundant pair; ask the active one.
 
-    Nokia's own XML API client reads a 404 this way (nfmp-jms-facts.md section 5.2).
+    Nokia's own XML API client reads a 404 this way (``samifmod.py`` in Nokia's public ``nokia/samtools``
+    repository).
     """
 
 

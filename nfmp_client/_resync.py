@@ -1,6 +1,7 @@
 """Nokia's resync rules as pure logic: given what happened, is a resync needed, and why.
 
-Seed document 002 and nfmp-jms-facts.md section 5 give the rules. An OSS must retrieve the current state again
+The NFM-P XML API developer guide gives the rules ("Connection monitoring and error recovery",
+"Recommended durable JMS client operation"). An OSS must retrieve the current state again
 (alarms over ``findFaults``, inventory over ``find``) when:
 
 * it has no baseline yet (its first start, or its state was lost): :attr:`ResyncReason.INITIAL`;

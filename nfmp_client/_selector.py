@@ -30,8 +30,8 @@ __all__ = ["SYSTEM_OBJECT_TYPES", "build_selector", "validate_client_id"]
 SYSTEM_OBJECT_TYPES: Final = ("KeepAliveEvent", "StateChangeEvent", "TerminateClientSession")
 """The ``MTOSI_objectType`` values of the system events no filter may exclude."""
 
-# name@ID (nfmp-jms-facts.md 4.1). Printable, no quotes or whitespace: the id goes into a selector literal
-# and a STOMP header.
+# name@ID (the NFM-P XML API developer guide, "JMS subscriptions"). Printable, no quotes or whitespace: the
+# id goes into a selector literal and a STOMP header.
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_.\-:]+@[A-Za-z0-9_.\-:]+")
 _STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
 

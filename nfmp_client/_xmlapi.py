@@ -2,7 +2,8 @@
 
 A resync reads the server's current state: the alarm list (``fm.FaultManager.findFaults``) and the objects of
 a class (``find``). Both directions are here, because the simulated server (which answers) and the client
-(which asks) share them. Layout, from Nokia's XML API guide as summarised in nfmp-jms-facts.md section 5::
+(which asks) share them. Layout, from the NFM-P XML API developer guide ("Retrieving alarms") and Nokia's
+``samifmod.py``::
 
     <SOAP:Envelope xmlns:SOAP="http://schemas.xmlsoap.org/soap/envelope/">
       <SOAP:Header>

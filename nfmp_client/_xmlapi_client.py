@@ -1,9 +1,9 @@
 """XmlApiClient: the HTTP side of a resync, reading NFM-P's XML API (SOAP 1.1 over ``POST /xmlapi/invoke``).
 
 A resync reads the current alarm list (``fm.FaultManager.findFaults``) and the objects of a class (``find``)
-from the active server, while the event stream goes on (nfmp-jms-facts.md section 5). This client sends one
-request per call over a fresh HTTP(S) connection, with the messages of :mod:`nfmp_client._xmlapi`, and turns
-everything that can go wrong into one exception family::
+from the active server, while the event stream goes on (the NFM-P XML API developer guide, "Recommended
+durable JMS client operation"). This client sends one request per call over a fresh HTTP(S) connection, with
+the messages of :mod:`nfmp_client._xmlapi`, and turns everything that can go wrong into one exception family::
 
     import ssl
 

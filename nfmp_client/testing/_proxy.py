@@ -1,9 +1,10 @@
 """FaultProxy: a loopback TCP proxy whose faults (blackhole, reset, delay, idle timeout) switch at run time.
 
 The connection failures an NFM-P client must survive happen between it and the broker, and most of them are
-silent. Seed 000's firewall dropped idle TCP sessions without telling either side: both sockets stayed
-ESTABLISHED and nothing flowed ever again. This proxy reproduces that and the other faults on loopback,
-without root, so that a test can break the path at the moment it chooses and watch what the client does:
+silent. In the Spacewalk wiki's "Jabber and OSAD client connection issues", a firewall dropped idle TCP
+sessions without telling either side: both sockets stayed ESTABLISHED and nothing flowed ever again. This
+proxy reproduces that and the other faults on loopback, without root, so that a test can break the path at the
+moment it chooses and watch what the client does:
 
 * ``PASS``: bytes flow both ways; a FIN from one peer is passed on to the other once the bytes before it are
   delivered (half-close works).
@@ -28,7 +29,7 @@ without root, so that a test can break the path at the moment it chooses and wat
   :meth:`FaultProxy.reset` returns; new connections are reset as soon as they are accepted.
 * ``DELAY``: bytes flow with an added latency per chunk, in order.
 * ``IDLE_TIMEOUT``: bytes flow, but a connection idle (no byte either way) for longer than the configured
-  seconds is silently blackholed, exactly as above: the stateful firewall of the seed.
+  seconds is silently blackholed, exactly as above: the stateful firewall of that story.
 
 A blackholed connection is dead for good, and so is the dead direction of a one-way blackholed one. Switching
 back to ``PASS`` lets *new* connections through and leaves the blackholed ones silent (and the one-way ones

@@ -645,7 +645,7 @@ class SimulatedServer:
         return removed
 
     def _system_header(self, event_name: str, client_id: str) -> EventHeader:
-        # The header values of IBM's replay scripts (nfmp-jms-facts.md section 1.4).
+        # The header values of IBM's replay scripts (its public NFM-P pack, ``alu5620sam_datastage``).
         object_type, nt_type = _SYSTEM_HEADERS[event_name]
         now = _utc_now()
         return EventHeader(
