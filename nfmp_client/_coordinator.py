@@ -97,7 +97,6 @@ class ResyncCoordinator:
         self._completing: int | None = None  # the epoch settled, its held events being replayed
         self._owed_since_settle: list[Trigger] = []  # triggers during a replay: still owed after it
         self._replay_at = _NO_DEADLINE  # when a failed replay is handed over again
-        self._requests_while_holding = 0  # requests made since the hold began (a second one drops the hold)
         self._system_info_due = _NO_DEADLINE
         self._connected = False
         self._saved: Baseline | None = None  # the baseline last written (saved_at aside)
@@ -158,7 +157,6 @@ class ResyncCoordinator:
             last_epoch=baseline.resync_epoch if baseline else 0,
         )
         self._request, self._holding, self._held, self._held_bytes = None, False, [], 0
-        self._requests_while_holding = 0
         self._trigger(self._rules.start(), now)
         self._persist()
 
@@ -294,7 +292,6 @@ class ResyncCoordinator:
         self._failures = 0
         held = [_tagged(event, request.epoch) for event in self._held]
         self._held, self._held_bytes, self._holding = [], 0, False
-        self._requests_while_holding = 0
         self._completing = request.epoch  # complete once the held events are replayed: see replayed()
         self._owed_since_settle = []
         log.info(
@@ -402,14 +399,9 @@ class ResyncCoordinator:
 
     def _ask(self, due: Due) -> None:
         # Held from the trigger until the resync completes, and replayed then, in order (Nokia's procedure:
-        # buffer from the subscription on, retrieve, apply the buffer). Events held for an earlier request
-        # of this resync that failed or was replaced are dropped: this request's retrieval covers them
-        # (Nokia's procedure clears its buffers when a retrieval is aborted).
-        if self._requests_while_holding:
-            self._held, self._held_bytes = [], 0
-        self._requests_while_holding += 1
+        # buffer from the subscription on, retrieve, apply the buffer). What was held for an earlier request
+        # that failed or was replaced went at the trigger that followed it (see _trigger).
         self._holding = self._config.resync_mode is ResyncMode.HOLD_AND_REPLAY
-        self._replay_at = _NO_DEADLINE  # a failed replay's events are this request's to replay now
         if due.aborts is not None:
             log.warning("%s: resync #%d replaced by #%d", self._config.client_id, due.aborts, due.epoch)
         self._rules.requested(due.epoch)
