@@ -348,6 +348,9 @@ def _is_alarm(event: DataEvent) -> bool:
     return event.header.object_type == ALARM_OBJECT_TYPE
 
 
+Completion = tuple[int, float, float, int, int]  # epoch, retrieval started, done, alarms, aborted
+
+
 class Journal:
     """Reads the mirror's database (read-only, while it writes)."""
 
@@ -379,7 +382,7 @@ class Journal:
             for r in self.query("SELECT epoch, reason, t, pid, reasons FROM soak_requests ORDER BY t")
         ]
 
-    def completions(self) -> list[tuple[int, float, float, int, int]]:
+    def completions(self) -> list[Completion]:
         return [
             tuple(r)
             for r in self.query(
@@ -601,7 +604,7 @@ class Soak:
     def unanswered(
         self,
         requests: list[tuple[int, str, float, int, str]],
-        completions: list[tuple[int, float, float, int, int]],
+        completions: list[Completion],
     ) -> list[Need]:
         return [n for n in self.needs if not answered(n, self.needs, requests, completions)]
 
@@ -843,11 +846,16 @@ def _other_ip(ip: str) -> str:
     return f"{head}.{int(last) % 254 + 1}"
 
 
+def retrieved_after(completions: list[Completion], t: float, before: float = float("inf")) -> bool:
+    """Whether a retrieval started at or after *t* (and was done by *before*)."""
+    return any(c[1] >= t and c[2] <= before for c in completions)
+
+
 def answered(
     need: Need,
     needs: list[Need],
     requests: list[tuple[int, str, float, int, str]],
-    completions: list[tuple[int, float, float, int, int]],
+    completions: list[Completion],
 ) -> bool:
     """Whether a request after *need* names its reason (or that of a need between them: its retrieval covers
     both) and a retrieval started after it."""
@@ -856,7 +864,7 @@ def answered(
             continue
         kinds = {n.kind for n in needs if need.t <= n.t <= request[2]}
         if set(request[4].split(",")) & set().union(*(ANSWERS[k] for k in kinds)):
-            return any(c[1] >= need.t for c in completions)
+            return retrieved_after(completions, need.t)
     return False
 
 
@@ -936,10 +944,7 @@ def count(soak: Soak) -> dict[str, Any]:
     applied = journal.applied()
     alarms = [r for r in soak.stream.records if r.alarm]
 
-    def retrieved_after(t: float, before: float = float("inf")) -> bool:
-        return any(c[1] >= t and c[2] <= before for c in completions)
-
-    lost = [r.seq for r in alarms if r.seq not in applied and not retrieved_after(r.t)]
+    lost = [r.seq for r in alarms if r.seq not in applied and not retrieved_after(completions, r.t)]
 
     missed = [n for n in needs if n in soak.missed or not answered(n, needs, requests, completions)]
     spurious: list[tuple[int, str, float]] = []
@@ -958,7 +963,7 @@ def count(soak: Soak) -> dict[str, Any]:
     previous: tuple[int, str, float, int, str] | None = None
     for request in requests:
         epoch, reason, t, _pid, _reasons = request
-        outstanding = [n for n in needs if n.t <= t and not retrieved_after(seen(n), before=t)]
+        outstanding = [n for n in needs if n.t <= t and not retrieved_after(completions, seen(n), before=t)]
         if not outstanding:
             done = [c[2] for c in completions if previous is not None and c[0] == previous[0]]
             kill = [
