@@ -20,7 +20,8 @@ from datetime import datetime, timezone
 
 from lxml import etree
 
-from nfmp_client import EventHeader, KeepAliveEvent, ObjectCreation, decode_message, encode_event
+from nfmp_client import EventHeader, KeepAliveEvent, ObjectCreation
+from nfmp_client.codec import decode_message, encode_event
 
 TARGET_ALARM_EVENTS_PER_S = 40_000
 

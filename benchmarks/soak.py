@@ -81,7 +81,7 @@ from typing import Any
 
 import attrs
 
-from nfmp_client import XMLAPI_PATH, DataEvent, ResyncReason
+from nfmp_client import DataEvent, ResyncReason
 from nfmp_client.testing import (
     ActiveMQAdmin,
     EventGenerator,
@@ -91,6 +91,7 @@ from nfmp_client.testing import (
     SimulatorError,
     SnapshotServer,
 )
+from nfmp_client.xmlapi import XMLAPI_PATH
 
 REPO = Path(__file__).resolve().parent.parent
 BROKER_SCRIPT = REPO / "scripts" / "broker"

@@ -30,15 +30,9 @@ from typing import Any
 
 import stomp
 
-from nfmp_client import (
-    ClientConfig,
-    DataEvent,
-    EventCodec,
-    Handler,
-    NfmpClient,
-    build_selector,
-    encode_event,
-)
+from nfmp_client import ClientConfig, DataEvent, Handler, NfmpClient
+from nfmp_client.codec import EventCodec, encode_event
+from nfmp_client.selector import build_selector
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parse import ALARM  # the same typical alarm as the parse benchmark

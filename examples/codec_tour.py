@@ -32,7 +32,6 @@ import stomp
 from nfmp_client import (
     AttributeChange,
     AttributeValueChange,
-    EncodedMessage,
     Event,
     EventHeader,
     EventVessel,
@@ -45,9 +44,8 @@ from nfmp_client import (
     SystemInfoEvent,
     TerminateClientSession,
     UnknownEvent,
-    decode_message,
-    encode_event,
 )
+from nfmp_client.codec import EncodedMessage, decode_message, encode_event
 
 TOPIC = "/topic/5620-SAM-topic-xml"
 RECEIVE_TIMEOUT_S = 10.0

@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from alarm_mirror import AlarmMirror  # the example this demo runs
 
 from nfmp_client import (
-    XMLAPI_PATH,
     ClientConfig,
     ConnectionLost,
     ConnectionState,
@@ -43,6 +42,7 @@ from nfmp_client import (
     XmlApiClient,
 )
 from nfmp_client.testing import ActiveMQAdmin, FaultProxy, SimulatedServer, SnapshotServer
+from nfmp_client.xmlapi import XMLAPI_PATH
 
 BOLD, GREEN, RED, DIM, RESET = (
     ("\x1b[1m", "\x1b[32m", "\x1b[31m", "\x1b[2m", "\x1b[0m")

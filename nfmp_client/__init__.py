@@ -7,20 +7,23 @@ Layering (imports point down, data flows up):
 * ``_xmlapi``: the XML API requests and responses a resync needs (SOAP over HTTP).
 * ``_exceptions``: the ``NfmpError`` tree.
 
-This module only gathers the public names. Everything not listed in ``__all__`` is private.
+This module only gathers the public names: what an application writes against (the client, its handler and
+configuration, the events, the resync request, the status values, the XML API client a resync uses, the
+exceptions to catch). Tools and tests find the rest in public submodules of their own, each documented:
+``codec`` (the JMS message format), ``xmlapi`` (the XML API's wire format), ``state`` (the persisted
+baseline), ``selector`` (the subscription's selector), ``engine`` (the client's seams: clock, transport,
+runner), ``testing`` (the simulated server) and ``metrics`` (Prometheus). Everything not listed in an
+``__all__`` is private.
 """
 
-from ._client import Handler as Handler, NfmpClient as NfmpClient
-from ._clock import Clock as Clock, MonotonicClock as MonotonicClock
-from ._codec import (
-    DEFAULT_MAX_MESSAGE_BYTES as DEFAULT_MAX_MESSAGE_BYTES,
-    NFMP_NAMESPACE as NFMP_NAMESPACE,
-    SOAP_NAMESPACE as SOAP_NAMESPACE,
-    EncodedMessage as EncodedMessage,
-    EventCodec as EventCodec,
-    decode_message as decode_message,
-    encode_event as encode_event,
+from . import (
+    codec as codec,
+    engine as engine,
+    selector as selector,
+    state as state,
+    xmlapi as xmlapi,
 )
+from ._client import Handler as Handler, HandlerWarning as HandlerWarning, NfmpClient as NfmpClient
 from ._config import (
     ACTIVEMQ as ACTIVEMQ,
     ARTEMIS as ARTEMIS,
@@ -51,7 +54,6 @@ from ._events import (
     SystemInfoEvent as SystemInfoEvent,
     TerminateClientSession as TerminateClientSession,
     UnknownEvent as UnknownEvent,
-    epoch_ms_to_datetime as epoch_ms_to_datetime,
     is_system_event as is_system_event,
 )
 from ._exceptions import (
@@ -73,29 +75,12 @@ from ._exceptions import (
     XmlApiUnavailable as XmlApiUnavailable,
 )
 from ._public import claim_public_names as _claim_public_names
-from ._resync import (
-    Due as Due,
-    ResyncReason as ResyncReason,
-    ResyncRequest as ResyncRequest,
-    ResyncRules as ResyncRules,
-    ResyncSchedule as ResyncSchedule,
-    Subscription as Subscription,
-    Trigger as Trigger,
-)
-from ._selector import (
-    SYSTEM_OBJECT_TYPES as SYSTEM_OBJECT_TYPES,
-    build_selector as build_selector,
-    validate_client_id as validate_client_id,
-)
+from ._resync import ResyncReason as ResyncReason, ResyncRequest as ResyncRequest
 from ._state import (
-    STATE_FORMAT as STATE_FORMAT,
-    Baseline as Baseline,
     StateError as StateError,
     StateFileCorrupt as StateFileCorrupt,
     StateFileLocked as StateFileLocked,
     StateFileMismatch as StateFileMismatch,
-    StateLock as StateLock,
-    StateStore as StateStore,
 )
 from ._status import (
     ClientStatistics as ClientStatistics,
@@ -110,63 +95,38 @@ from ._version import __version__ as __version__
 from ._xmlapi import (
     FindFaultsRequest as FindFaultsRequest,
     FindRequest as FindRequest,
-    PingRequest as PingRequest,
-    ReceivedRequest as ReceivedRequest,
     XmlApiCredentials as XmlApiCredentials,
     XmlApiObject as XmlApiObject,
-    XmlApiRequest as XmlApiRequest,
-    decode_request as decode_request,
-    decode_response as decode_response,
-    encode_fault as encode_fault,
-    encode_request as encode_request,
-    encode_response as encode_response,
 )
-from ._xmlapi_client import (
-    DEFAULT_MAX_RESPONSE_BYTES as DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_XMLAPI_TIMEOUT as DEFAULT_XMLAPI_TIMEOUT,
-    XMLAPI_PATH as XMLAPI_PATH,
-    XmlApiClient as XmlApiClient,
-)
+from ._xmlapi_client import XmlApiClient as XmlApiClient
 
 __all__ = [
     "ACTIVEMQ",
     "ARTEMIS",
-    "DEFAULT_MAX_MESSAGE_BYTES",
-    "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TOPIC",
-    "DEFAULT_XMLAPI_TIMEOUT",
-    "NFMP_NAMESPACE",
-    "SOAP_NAMESPACE",
-    "STATE_FORMAT",
-    "SYSTEM_OBJECT_TYPES",
-    "XMLAPI_PATH",
     "AlarmStatusChange",
     "AttributeChange",
     "AttributeValue",
     "AttributeValueChange",
-    "Baseline",
     "BrokerDialect",
     "BrokerEndpoint",
     "ClientConfig",
     "ClientFailed",
     "ClientStatistics",
     "ClientStopped",
-    "Clock",
     "ConfigError",
     "ConnectionLost",
     "ConnectionRestored",
     "ConnectionState",
     "DataEvent",
-    "Due",
-    "EncodedMessage",
     "Event",
-    "EventCodec",
     "EventHeader",
     "EventVessel",
     "FileAvailableEvent",
     "FindFaultsRequest",
     "FindRequest",
     "Handler",
+    "HandlerWarning",
     "Health",
     "HealthStatus",
     "JmsMissedEvents",
@@ -174,35 +134,26 @@ __all__ = [
     "LifecycleError",
     "LossReason",
     "MalformedMessage",
-    "MonotonicClock",
     "NfmpClient",
     "NfmpError",
     "ObjectCreation",
     "ObjectDeletion",
-    "PingRequest",
     "ProtocolError",
-    "ReceivedRequest",
     "ResyncMode",
     "ResyncReason",
     "ResyncRequest",
-    "ResyncRules",
-    "ResyncSchedule",
     "RetryPolicy",
     "SessionTerminated",
     "StateError",
     "StateFileCorrupt",
     "StateFileLocked",
     "StateFileMismatch",
-    "StateLock",
-    "StateStore",
-    "Subscription",
     "SubscriptionRemovalFailed",
     "SystemEvent",
     "SystemInfoEvent",
     "TerminateClientSession",
     "TerminatePolicy",
     "TlsConfig",
-    "Trigger",
     "UnknownEvent",
     "XmlApiClient",
     "XmlApiCredentials",
@@ -210,23 +161,12 @@ __all__ = [
     "XmlApiFault",
     "XmlApiHttpError",
     "XmlApiObject",
-    "XmlApiRequest",
     "XmlApiResponseTooLarge",
     "XmlApiStandby",
     "XmlApiTimeout",
     "XmlApiUnavailable",
     "__version__",
-    "build_selector",
-    "decode_message",
-    "decode_request",
-    "decode_response",
-    "encode_event",
-    "encode_fault",
-    "encode_request",
-    "encode_response",
-    "epoch_ms_to_datetime",
     "is_system_event",
-    "validate_client_id",
 ]
 
 _claim_public_names(globals(), __all__, __name__)

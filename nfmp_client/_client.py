@@ -22,10 +22,13 @@ server stores for it); only :meth:`NfmpClient.decommission` deletes it.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import threading
+import warnings
+from collections.abc import Collection
 from datetime import datetime
-from typing import final
+from typing import Any, ClassVar, final
 
 from ._clock import Clock, MonotonicClock
 from ._config import ClientConfig
@@ -44,9 +47,19 @@ from ._status import (
 from ._supervisor import Supervisor
 from ._transport import stomp_transport
 
-__all__ = ["Handler", "NfmpClient"]
+__all__ = ["Handler", "HandlerWarning", "NfmpClient"]
 
 log = logging.getLogger("nfmp_client")
+
+
+class HandlerWarning(UserWarning):
+    """A :class:`Handler` subclass has an ``on_*`` method that is not one of Handler's callbacks.
+
+    The client calls only the callbacks :class:`Handler` defines, so such a method (``on_resync_requested``
+    for ``on_resync_required``) would silently never run. The warning comes when the subclass is created and
+    names the closest callback. A method of the application's own that is meant to be named so is listed in
+    :attr:`Handler.own_methods`.
+    """
 
 
 class Handler:
@@ -59,7 +72,42 @@ class Handler:
     it. Nothing is lost and the order holds. A callback may call :meth:`NfmpClient.stop` (the client stops
     when it returns); one that raises a ``BaseException`` that is not an ``Exception`` (``SystemExit``) stops
     the client, and :meth:`NfmpClient.run_forever` raises it again.
+
+    A misspelled callback would never be called, so creating a subclass with a public ``on_*`` method that
+    Handler does not define warns (:class:`HandlerWarning`, naming the closest callback). A method of the
+    application's own that is meant to be named so is listed in :attr:`own_methods`::
+
+        class MyOss(Handler):
+            own_methods = ("on_startup",)
+
+            def on_startup(self) -> None: ...
     """
+
+    own_methods: ClassVar[Collection[str]] = ()
+    """Names of the subclass's own ``on_*`` methods, which are not callbacks: no :class:`HandlerWarning` for
+    them. Those listed by its base classes count too."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Warn (:class:`HandlerWarning`) for each public ``on_*`` method of *cls* that is not a callback."""
+        super().__init_subclass__(**kwargs)
+        callbacks = sorted(name for name in vars(Handler) if name.startswith("on_"))
+        own: set[str] = set()
+        for klass in cls.__mro__:
+            names = vars(klass).get("own_methods", ())
+            own.update((names,) if isinstance(names, str) else names)
+        for name in dir(cls):
+            if not name.startswith("on_") or name in callbacks or name in own:
+                continue
+            if not callable(getattr(cls, name, None)):
+                continue
+            close = difflib.get_close_matches(name, callbacks, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"the callbacks are {', '.join(callbacks)}."
+            warnings.warn(
+                f"{cls.__qualname__}.{name} is not a Handler callback, so the client never calls it: {hint} "
+                f"If it is a method of its own, list it in {cls.__qualname__}.own_methods.",
+                HandlerWarning,
+                stacklevel=2,
+            )
 
     def on_event(self, event: DataEvent) -> None:
         """Handle a data event (alarm, inventory change, file, ...)."""

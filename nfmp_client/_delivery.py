@@ -147,7 +147,7 @@ class Delivery:
             self._acknowledge(transport, ack_id, message_id)
             return Verdict.CONTINUE
         if is_system_event(event):
-            return self._system(event, transport, ack_id, message_id, now)  # type: ignore[arg-type]
+            return self._system(event, transport, ack_id, message_id, now)
         admitted = self._resync.admit(event, now, message.size)  # type: ignore[arg-type]
         if admitted is None:  # held until the resync completes
             self._acknowledge(transport, ack_id, message_id)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Tuple, Union
+from typing import Tuple, TypeGuard, Union
 
 import attrs
 from attrs import field, frozen
@@ -120,7 +120,8 @@ class KeepAliveEvent:
     """The periodic proof of life NFM-P publishes on every topic (about every 30 seconds).
 
     Nokia: "KeepAliveEvents may be received ahead of other event types"; if nothing at all arrives for a
-    reasonable time, the server or the path to it is in trouble.
+    reasonable time, the server or the path to it is in trouble. The sources: :doc:`background <background>`
+    (*Keep-alives*).
     """
 
     header: EventHeader = field(factory=EventHeader)
@@ -132,7 +133,8 @@ class JmsMissedEvents:
     """The server lost events for this client: the application's copy is out of sync and must be resynced.
 
     Sent (as a ``stateChangeEvent``) when the server's queue for the client overflowed, or on reconnect when
-    the client's durable subscription had been removed while it was away.
+    the client's durable subscription had been removed while it was away (:doc:`background <background>`,
+    *JmsMissedEvents*).
     """
 
     header: EventHeader = field(factory=EventHeader)
@@ -148,7 +150,7 @@ class SystemInfoEvent:
     Nokia: resync when ``sysStartTime`` or ``jmsStartTime`` differ from the recorded values, or the primary
     server address changed. The values are kept exactly as sent (opaque strings; only equality matters);
     :attr:`sys_start_datetime` and :attr:`jms_start_datetime` read them as times when they are epoch
-    milliseconds.
+    milliseconds. The sources: :doc:`background <background>` (*The server's identity*).
     """
 
     header: EventHeader = field(factory=EventHeader)
@@ -177,7 +179,8 @@ class SystemInfoEvent:
 class TerminateClientSession:
     """The server is about to close this client's JMS session (an administrator or an XML API call did it).
 
-    For a durable subscription the server keeps queuing; for a non-durable one the subscription is gone.
+    For a durable subscription the server keeps queuing; for a non-durable one the subscription is gone
+    (:doc:`background <background>`, *TerminateClientSession*).
     """
 
     header: EventHeader = field(factory=EventHeader)
@@ -347,10 +350,10 @@ Event = Union[SystemEvent, DataEvent]
 _SYSTEM_EVENT_TYPES = (KeepAliveEvent, JmsMissedEvents, SystemInfoEvent, TerminateClientSession)
 
 
-def is_system_event(event: Event) -> bool:
+def is_system_event(event: Event) -> TypeGuard[SystemEvent]:
     """Tell whether *event* is a system event (keep-alive, missed events, system info, session termination).
 
     Nokia's recommended client keeps these in their own queue and watches them even while a resync holds the
-    data events back.
+    data events back. A type checker narrows *event* to ``SystemEvent`` where this returns True.
     """
     return isinstance(event, _SYSTEM_EVENT_TYPES)

@@ -11,8 +11,10 @@ library implements :class:`Transport` and passes the conformance suite in the pr
 * :class:`StompTransport`, :func:`stomp_transport`: the stomp.py implementation, the default.
 * :class:`Runner`, :class:`Loop`, :class:`ThreadRunner`: what runs the client's supervisor.
 * :class:`AttemptFailed`: what a transport's blocking side operations (a probe, a removal) raise.
+* :class:`Clock`, :class:`MonotonicClock`: the source of time, and the real one, the default.
 """
 
+from ._clock import Clock, MonotonicClock
 from ._engine import (
     AttemptFailed,
     FrameReceived,
@@ -30,9 +32,11 @@ from ._transport import StompTransport, stomp_transport
 
 __all__ = [
     "AttemptFailed",
+    "Clock",
     "FrameReceived",
     "Loop",
     "Lost",
+    "MonotonicClock",
     "Opened",
     "Runner",
     "StompTransport",

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from nfmp_client import (
-    NFMP_NAMESPACE,
     AlarmStatusChange,
     AttributeChange,
     AttributeValue,
@@ -26,6 +25,7 @@ from nfmp_client import (
     TerminateClientSession,
     UnknownEvent,
 )
+from nfmp_client.codec import NFMP_NAMESPACE
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 TYPED_PROPERTIES = {

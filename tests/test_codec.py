@@ -12,12 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from nfmp_client import (
-    DEFAULT_MAX_MESSAGE_BYTES,
     AlarmStatusChange,
     AttributeChange,
     AttributeValueChange,
     Event,
-    EventCodec,
     EventHeader,
     EventVessel,
     FileAvailableEvent,
@@ -29,9 +27,8 @@ from nfmp_client import (
     SystemInfoEvent,
     TerminateClientSession,
     UnknownEvent,
-    decode_message,
-    encode_event,
 )
+from nfmp_client.codec import DEFAULT_MAX_MESSAGE_BYTES, EventCodec, decode_message, encode_event
 
 from .strategies import EVENT_STRATEGIES, events
 

@@ -9,14 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nfmp_client import (
-    EventCodec,
-    KeepAliveEvent,
-    MalformedMessage,
-    ObjectDeletion,
-    decode_message,
-    encode_event,
-)
+from nfmp_client import KeepAliveEvent, MalformedMessage, ObjectDeletion
+from nfmp_client.codec import EventCodec, decode_message, encode_event
 
 from .test_codec import ENVELOPE, soap
 

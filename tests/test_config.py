@@ -16,9 +16,8 @@ from nfmp_client import (
     RetryPolicy,
     TerminatePolicy,
     TlsConfig,
-    build_selector,
-    validate_client_id,
 )
+from nfmp_client.selector import build_selector, validate_client_id
 
 
 def config(**overrides: object) -> ClientConfig:

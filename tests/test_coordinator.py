@@ -21,10 +21,10 @@ from nfmp_client import (
     ResyncReason,
     ResyncRequest,
     StateFileMismatch,
-    StateStore,
     SystemInfoEvent,
 )
 from nfmp_client._coordinator import ResyncCoordinator, Settled, answer
+from nfmp_client.state import StateStore
 
 NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
 INFO = SystemInfoEvent(sys_start_time="1", jms_start_time="2", sys_primary_ip="192.0.2.10")

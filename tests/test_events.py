@@ -22,9 +22,9 @@ from nfmp_client import (
     SystemInfoEvent,
     TerminateClientSession,
     UnknownEvent,
-    epoch_ms_to_datetime,
     is_system_event,
 )
+from nfmp_client.codec import epoch_ms_to_datetime
 
 from .strategies import events
 

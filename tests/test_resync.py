@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from nfmp_client import Baseline, ResyncReason, ResyncRules, ResyncSchedule, Subscription, Trigger
+from nfmp_client import ResyncReason
+from nfmp_client._resync import ResyncRules, ResyncSchedule, Subscription, Trigger
+from nfmp_client.state import Baseline
 
 SUB = Subscription(
     client_id="oss1@1", topic="5620-SAM-topic-xml", selector="ALA_clientId in ('oss1@1','')", durable=True

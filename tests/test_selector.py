@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nfmp_client import SYSTEM_OBJECT_TYPES, build_selector, validate_client_id
+from nfmp_client.selector import SYSTEM_OBJECT_TYPES, build_selector, validate_client_id
 
 
 class TestClientId:

@@ -17,14 +17,8 @@ import attrs
 import pytest
 from hypothesis import given, strategies as st
 
-from nfmp_client import (
-    Baseline,
-    StateError,
-    StateFileCorrupt,
-    StateFileLocked,
-    StateFileMismatch,
-    StateStore,
-)
+from nfmp_client import StateError, StateFileCorrupt, StateFileLocked, StateFileMismatch
+from nfmp_client.state import Baseline, StateStore
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -201,7 +195,7 @@ WRITER = textwrap.dedent(
     """
     import sys
     from datetime import datetime, timezone
-    from nfmp_client import Baseline, StateStore
+    from nfmp_client.state import Baseline, StateStore
 
     store = StateStore(sys.argv[1])
     big = "x" * 20000  # a larger file makes a torn write more likely, if writes could tear
@@ -269,7 +263,7 @@ class TestLock:
         """A lock held by another process refuses this one; when that process dies, the lock is free."""
         script = (
             "import sys, time\n"
-            "from nfmp_client import StateStore\n"
+            "from nfmp_client.state import StateStore\n"
             f"lock = StateStore({str(tmp_path)!r}).lock('oss1@1')\n"
             "print('held', flush=True)\n"
             "time.sleep(60)\n"

@@ -41,8 +41,8 @@ from nfmp_client import (
     SystemInfoEvent,
     TerminateClientSession,
     TerminatePolicy,
-    encode_event,
 )
+from nfmp_client.codec import encode_event
 from nfmp_client.testing import FakeClock, ManualRunner, MemoryBroker, MemoryServer
 
 A, B = "a.example:61613", "b.example:61613"

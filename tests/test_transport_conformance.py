@@ -26,11 +26,13 @@ import attrs
 import pytest
 import stomp
 
-from nfmp_client import BrokerEndpoint, ClientConfig, Clock, LossReason, MonotonicClock, RetryPolicy
+from nfmp_client import BrokerEndpoint, ClientConfig, LossReason, RetryPolicy
 from nfmp_client.engine import (
     AttemptFailed,
+    Clock,
     FrameReceived,
     Lost,
+    MonotonicClock,
     Opened,
     Transport,
     TransportFactory,

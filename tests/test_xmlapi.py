@@ -11,12 +11,14 @@ from hypothesis import given, strategies as st
 from nfmp_client import (
     FindFaultsRequest,
     FindRequest,
-    PingRequest,
-    ReceivedRequest,
     XmlApiCredentials,
     XmlApiError,
     XmlApiFault,
     XmlApiObject,
+)
+from nfmp_client.xmlapi import (
+    PingRequest,
+    ReceivedRequest,
     decode_request,
     decode_response,
     encode_fault,

@@ -22,11 +22,9 @@ from pathlib import Path
 import pytest
 
 from nfmp_client import (
-    DEFAULT_MAX_RESPONSE_BYTES,
     FindFaultsRequest,
     FindRequest,
     NfmpError,
-    PingRequest,
     XmlApiClient,
     XmlApiCredentials,
     XmlApiError,
@@ -37,11 +35,15 @@ from nfmp_client import (
     XmlApiStandby,
     XmlApiTimeout,
     XmlApiUnavailable,
+)
+from nfmp_client.testing import ALARM_CLASS, PORT_CLASS, EventGenerator, NetworkModel, SnapshotServer
+from nfmp_client.xmlapi import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    PingRequest,
     decode_request,
     encode_fault,
     encode_response,
 )
-from nfmp_client.testing import ALARM_CLASS, PORT_CLASS, EventGenerator, NetworkModel, SnapshotServer
 
 PASSWORD = "Pa55-w0rd!"  # noqa: S105  # made up
 USER = XmlApiCredentials(user="oss", password=PASSWORD)

@@ -679,7 +679,8 @@ def test_system_events_without_a_client_id_property_pass_the_selector(
 ) -> None:
     """KeepAliveEvent, SystemInfoEvent, JmsMissedEvents and TerminateClientSession sent without ALA_clientId
     reach the client (Nokia's basic selector admits system events unconditionally), a filter set or not."""
-    from nfmp_client import EventHeader, JmsMissedEvents, encode_event
+    from nfmp_client import EventHeader, JmsMissedEvents
+    from nfmp_client.codec import encode_event
 
     config = config_for(f"{broker.host}:{broker.port}", filter="ALA_category = 'FAULT'")
     client = running(config, recorder)

@@ -12,7 +12,8 @@ import pytest
 import stomp
 from hypothesis import HealthCheck, given, settings
 
-from nfmp_client import Event, KeepAliveEvent, decode_message, encode_event
+from nfmp_client import Event, KeepAliveEvent
+from nfmp_client.codec import decode_message, encode_event
 
 from ..conftest import BrokerInfo
 from ..strategies import events

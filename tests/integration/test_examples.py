@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from nfmp_client import XMLAPI_PATH
 from nfmp_client.testing import SimulatedServer, SnapshotServer
+from nfmp_client.xmlapi import XMLAPI_PATH
 
 from ..conftest import BrokerInfo
 

@@ -31,8 +31,8 @@ from nfmp_client import (
     SessionTerminated,
     SubscriptionRemovalFailed,
     TerminateClientSession,
-    encode_event,
 )
+from nfmp_client.codec import encode_event
 from nfmp_client.testing import ActiveMQAdmin, FaultProxy, SimulatedServer
 
 from ..conftest import BrokerInfo, free_ports

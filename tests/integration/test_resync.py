@@ -16,7 +16,6 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from nfmp_client import (
-    XMLAPI_PATH,
     ConnectionState,
     DataEvent,
     FindRequest,
@@ -28,11 +27,11 @@ from nfmp_client import (
     ResyncReason,
     ResyncRequest,
     RetryPolicy,
-    StateStore,
     SystemInfoEvent,
     XmlApiClient,
 )
 from nfmp_client.metrics import register
+from nfmp_client.state import StateStore
 from nfmp_client.testing import (
     PORT_CLASS,
     ActiveMQAdmin,
@@ -41,6 +40,7 @@ from nfmp_client.testing import (
     SimulatedServer,
     SnapshotServer,
 )
+from nfmp_client.xmlapi import XMLAPI_PATH
 
 from ..conftest import BrokerInfo
 from .test_client import WAIT, Recorder, bare, config_for, running

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from nfmp_client import Clock, MonotonicClock
+from nfmp_client.engine import Clock, MonotonicClock
 from nfmp_client.testing import FakeClock
 
 

@@ -16,9 +16,8 @@ from nfmp_client import (
     ObjectCreation,
     ObjectDeletion,
     XmlApiObject,
-    decode_message,
-    encode_event,
 )
+from nfmp_client.codec import decode_message, encode_event
 from nfmp_client.testing import ALARM_CLASS, PORT_CLASS, EventGenerator, NetworkModel, ServerIdentity
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)

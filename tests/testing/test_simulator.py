@@ -30,10 +30,8 @@ from nfmp_client import (
     ObjectCreation,
     SystemInfoEvent,
     TerminateClientSession,
-    decode_message,
-    decode_response,
-    encode_request,
 )
+from nfmp_client.codec import decode_message
 from nfmp_client.testing import (
     PORT_CLASS,
     ActiveMQAdmin,
@@ -43,6 +41,7 @@ from nfmp_client.testing import (
     SimulatorError,
     SnapshotServer,
 )
+from nfmp_client.xmlapi import decode_response, encode_request
 
 from ..conftest import BrokerFactory, BrokerInfo, process_alive
 from .test_snapshot import post

@@ -9,18 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from nfmp_client import (
-    FindFaultsRequest,
-    FindRequest,
-    PingRequest,
-    XmlApiCredentials,
-    XmlApiFault,
-    XmlApiObject,
-    XmlApiRequest,
-    decode_response,
-    encode_request,
-)
+from nfmp_client import FindFaultsRequest, FindRequest, XmlApiCredentials, XmlApiFault, XmlApiObject
 from nfmp_client.testing import NetworkModel, SnapshotServer, SnapshotSource
+from nfmp_client.xmlapi import PingRequest, XmlApiRequest, decode_response, encode_request
 
 USER = XmlApiCredentials(user="oss", password="secret")
 ALARM = XmlApiObject(
