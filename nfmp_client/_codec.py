@@ -10,6 +10,9 @@ which keeps the payload.
 
 Header properties come from the STOMP frame headers first (that is where NFM-P's JMS properties arrive) and
 from the copy in the SOAP ``<header>`` element where the frame does not carry them.
+
+Which parts of the layout Nokia's guide documents, and which come from IBM's ``alu5620sam_datastage`` or are
+our reading: see docs/background.rst, 'Event messages', and docs/events.rst.
 """
 
 from __future__ import annotations
@@ -129,7 +132,7 @@ class EventCodec:
             body: The frame body; ``str`` bodies (stomp.py decodes by default) are read as UTF-8.
 
         Returns:
-            The event. Event elements this version does not model become :class:`UnknownEvent`.
+            The event. Event elements this version does not model become :class:`~nfmp_client.UnknownEvent`.
 
         Raises:
             MalformedMessage: The body is too large, not well-formed XML, declares a DTD, is not an NFM-P SOAP
@@ -155,7 +158,7 @@ class EventCodec:
 
         The STOMP headers and the SOAP ``<header>`` carry the same properties. ``header.stomp_headers`` of
         the event is not written (it describes a received frame). The contained events of an
-        :class:`EventVessel` are written without headers, as on the wire.
+        :class:`~nfmp_client.EventVessel` are written without headers, as on the wire.
 
         Raises:
             ValueError: A name or value cannot be represented (not a valid XML name, a character XML cannot

@@ -392,7 +392,8 @@ class ClientConfig:
     servers: tuple[BrokerEndpoint, ...] = field(converter=_endpoints)
     """The STOMP servers in order of preference: the primary first, then the standby."""
     client_id: str = field(validator=lambda _i, _a, v: validate_client_id(v))
-    """The OSS client id, ``name@ID``; it binds the durable subscription."""
+    """The OSS client id, ``name@ID``; it binds the durable subscription (:doc:`background <background>`,
+    *Client ids and subscriptions*)."""
     username: str | None = None
     """The STOMP login."""
     password: str | None = field(default=None, repr=False)
@@ -402,7 +403,8 @@ class ClientConfig:
     durable: bool = True
     """A durable subscription (the server keeps events while the client is away)."""
     subscription_name: str | None = None
-    """The durable subscription's name; the client id when None (as in Nokia's samples)."""
+    """The durable subscription's name; the client id when None (this library's convention:
+    :doc:`background <background>`, *Client ids and subscriptions*)."""
     filter: str = ""
     """An application selector for data events; system events always pass (see :func:`build_selector`)."""
     heartbeats: tuple[int, int] = field(default=(10_000, 10_000), validator=_heartbeats)
@@ -410,9 +412,11 @@ class ClientConfig:
     heartbeat_grace: float = field(default=2.5, validator=_at_least_one)
     """Intervals of total silence from the broker after which the path is declared dead. ActiveMQ skips the
     heart-beat of an interval in which it sent a message, so up to two intervals of silence are normal: a
-    grace below 2 turns a quiet but healthy connection into false timeouts (stomp.py's own 1.5 does)."""
+    grace below 2 turns a quiet but healthy connection into false timeouts (stomp.py's own 1.5 does). Measured
+    on ActiveMQ: :doc:`background <background>` (*Heart-beats on ActiveMQ*)."""
     keepalive_timeout: float = field(default=DEFAULT_KEEPALIVE_TIMEOUT, validator=_positive)
-    """Seconds without any message after which the connection is declared dead (Nokia: 120)."""
+    """Seconds without any message after which the connection is declared dead (Nokia: 120; NFM-P's keep-alive
+    comes about every 30 s: :doc:`background <background>`, *Keep-alives*)."""
     retry: RetryPolicy = field(factory=RetryPolicy)
     """Reconnection backoff."""
     tls: TlsConfig | None = None

@@ -356,7 +356,8 @@ class ResyncCoordinator:
 
     def _ready(self) -> bool:
         # Ask only while subscribed and once the server's identity was judged: Nokia's procedure subscribes
-        # first (so nothing falls between the retrieval and the stream), and the identity may add a reason.
+        # first (so nothing falls between the retrieval and the stream), and the identity may add a reason
+        # (see docs/background.rst, 'The resync rules').
         return self._connected and not self._rules.awaiting_system_info
 
     def _trigger(self, trigger: Trigger | None, now: float) -> None:

@@ -20,7 +20,8 @@ The NFM-P XML API developer guide gives the rules ("Connection monitoring and er
   ruled out: :attr:`ResyncReason.SERVER_STATE_UNKNOWN` (configurable).
 
 A durable subscription that reconnects with no JmsMissedEvents and an unchanged SystemInfoEvent needs no
-resync: the server kept the events, and the backlog drains.
+resync: the server kept the events, and the backlog drains. Which of these rules are Nokia's and which are
+this library's own, with the sources: see docs/background.rst, 'The resync rules'.
 
 :class:`ResyncRules` holds no thread, clock or I/O: the client feeds it what happened and persists the
 :class:`~nfmp_client.Baseline` it keeps up to date. Every rule is a plain-value test.
@@ -45,7 +46,8 @@ class ResyncReason(enum.Enum):
     """Why a resync is needed, the most fundamental first.
 
     A coalesced request is named after the first of its reasons in this order (a switchover explains the
-    missed events that come with it).
+    missed events that come with it). Which reasons are Nokia's rules and which are this library's own:
+    :doc:`background <background>` (*The resync rules*).
     """
 
     INITIAL = "initial"

@@ -15,7 +15,7 @@ clients: the client checks the addressee of each and ignores (logs and counts) a
 
 A filter on alarm-only properties (``ALA_alarmType``, ``MTOSI_perceivedSeverity``, ...) drops every non-alarm
 event on the general topics unless it also accepts ``IS NULL``; that is the application's call, documented in
-:func:`build_selector`.
+:func:`build_selector`. The sources of these rules: see docs/background.rst, 'Selectors'.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ __all__ = ["SYSTEM_OBJECT_TYPES", "build_selector", "validate_client_id"]
 SYSTEM_OBJECT_TYPES: Final = ("KeepAliveEvent", "StateChangeEvent", "TerminateClientSession")
 """The ``MTOSI_objectType`` values of the system events no filter may exclude."""
 
-# name@ID (the NFM-P XML API developer guide, "JMS subscriptions"). Printable, no quotes or whitespace: the
-# id goes into a selector literal and a STOMP header.
+# name@ID (the NFM-P XML API and JMS developer guide, "JMS subscriptions"; see docs/background.rst,
+# 'Client ids and subscriptions'). Printable, no quotes or whitespace: the id goes into a selector literal
+# and a STOMP header.
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_.\-:]+@[A-Za-z0-9_.\-:]+")
 _STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
 

@@ -6,7 +6,9 @@ OSS that was down during a server restart would never notice it. So the baseline
 per client id, written atomically (a new file, flushed and fsynced, then renamed over the old one, then the
 directory fsynced): a crash or a ``kill -9`` at any instant leaves either the old file or the new one, never a
 mix. A file that cannot be read is reported as :class:`StateFileCorrupt`; a file of another client id as
-:class:`StateFileMismatch`; the client never silently starts from nothing.
+:class:`StateFileMismatch`; the client never silently starts from nothing. Why the identity is compared as
+opaque text, and where the rules come from: see docs/background.rst, 'The server's identity'; what to do about
+a locked or corrupt file: docs/troubleshooting.rst, 'The state file: locked, corrupt, not writable'.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class StateError(NfmpError):
 class StateFileCorrupt(StateError):
     """The state file is not a state file this version can read (truncated by hand, edited, newer format).
 
-    The atomic writes of :class:`StateStore` never produce one; something else wrote it. Remove the file to
+    The atomic writes of :class:`~nfmp_client.state.StateStore` never produce one; something else wrote it. Remove the file to
     start over: the client then resyncs as on a first start.
     """
 

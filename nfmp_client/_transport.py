@@ -45,10 +45,15 @@ logging.getLogger("stomp.py").addFilter(_WithholdPasscodes())
 _SUBSCRIPTION_ID: Final = "nfmp"
 _CLOSE_TIMEOUT: Final = 5.0
 _JOIN_TIMEOUT: Final = 2.0  # stomp.py's threads end within moments of the socket's close
-_NO_SUCH_DURABLE: Final = "no durable subscription exists"  # ActiveMQ's answer to removing nothing
+# ActiveMQ's answer to removing nothing (its durable subscriptions: see docs/background.rst, 'Durable
+# subscriptions on ActiveMQ').
+_NO_SUCH_DURABLE: Final = "no durable subscription exists"
 
 
 def _classify_error(message: str) -> LossReason:
+    # ActiveMQ refuses a second CONNECT with a client id in use (InvalidClientIDException), also while it
+    # still holds the id of a half-open connection: see docs/background.rst, 'Durable subscriptions on
+    # ActiveMQ'.
     text = message.lower()
     if "already connected" in text or "invalidclientid" in text:
         return LossReason.CLIENT_ID_IN_USE

@@ -1,10 +1,11 @@
 """The KeepAliveEvent watchdog, as pure logic: has the server been silent for too long.
 
 STOMP heart-beats prove that the broker's TCP path is alive. They cannot tell that NFM-P behind the broker
-(or a bridge in front of it) stopped sending: NFM-P publishes a KeepAliveEvent periodically, and Nokia's
-advice is to check the server when nothing at all arrived for two minutes (the NFM-P XML API and JMS
-developer guide, chapter "Connection monitoring and error recovery"). Any
-message counts as a sign of life, not only keep-alives.
+(or a bridge in front of it) stopped sending: NFM-P publishes a KeepAliveEvent on each topic about every 30
+seconds (the NFM-P XML API and JMS developer guide, chapter "Connection monitoring and error recovery"), and
+Nokia's advice is to check the server when nothing at all arrived for two minutes (same guide, chapter "JMS
+communication"). Any message counts as a sign of life, not only keep-alives. The sources: see
+docs/background.rst, 'Keep-alives'.
 
 The watchdog holds no thread and reads no clock: the caller says what time it is. That makes every rule a
 plain-value test.
@@ -17,7 +18,8 @@ from typing import Final, final
 __all__ = ["DEFAULT_KEEPALIVE_TIMEOUT", "KeepAliveWatchdog"]
 
 DEFAULT_KEEPALIVE_TIMEOUT: Final = 120.0
-"""Seconds of total silence after which the connection is declared dead: Nokia's two minutes."""
+"""Seconds of total silence after which the connection is declared dead: Nokia's two minutes, four keep-alive
+periods (see docs/background.rst, 'Keep-alives')."""
 
 
 @final
