@@ -29,5 +29,7 @@ suppress_warnings = ["autodoc.import_object"]
 nitpick_ignore_regex = [
     (r"py:.*", r"(datetime|enum|collections\.abc|pathlib|os|ssl|threading|time|typing)(\..*)?"),
     (r"py:.*", r"(tenacity|prometheus_client|lxml)\..*"),
-    (r"py:class", r"(Path|AttributeValue|Event|DataEvent|SystemEvent|XmlApiRequest|TransportReport)"),
+    (r"py:class", r"(Path|AttributeValue|Event|DataEvent|SystemEvent|XmlApiRequest|TransportReport|Due)"),
+    (r"py:class", r"(Notification|ResyncCallable|EventStream|AsyncNfmpClient|_Slot|_Outcome)"),
+    (r"py:class", r"(asyncio|types)\..*"),
 ]

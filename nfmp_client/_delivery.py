@@ -31,7 +31,7 @@ from ._events import (
 )
 from ._exceptions import MalformedMessage
 
-__all__ = ["COUNTERS", "Decoded", "Delivery", "Verdict"]
+__all__ = ["COUNTERS", "Decoded", "Delivery", "HandOverAbandoned", "Verdict"]
 
 log = logging.getLogger("nfmp_client")
 
@@ -49,6 +49,15 @@ COUNTERS: Final = (
     "failed_attempts",
 )
 """The client's counters, as in :class:`~nfmp_client.ClientStatistics`."""
+
+
+class HandOverAbandoned(Exception):  # not an error: a callback's way of saying "not now"
+    """Raised by a callback that gives its event back unhandled because the client is stopping.
+
+    The supervisor treats it like a callback it did not call (see :data:`Call`): the message is neither
+    acknowledged nor counted as a handler failure, and the broker delivers it again next time. The asyncio
+    facade raises it for the event its application had not finished when it stopped.
+    """
 
 
 @frozen
@@ -88,7 +97,7 @@ Outcome = Union[Verdict, Terminate]
 
 Call = Callable[..., Union[bool, None]]
 """Calls a handler method by name with its arguments: True (returned), False (raised), None (not called:
-stopping)."""
+stopping; or given back: :class:`HandOverAbandoned`)."""
 
 
 @final

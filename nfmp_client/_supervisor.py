@@ -38,7 +38,7 @@ from ._clock import Clock, MonotonicClock, utc_now
 from ._codec import EventCodec
 from ._config import BrokerEndpoint, ClientConfig, TerminatePolicy
 from ._coordinator import ResyncCoordinator, Settled, answer
-from ._delivery import COUNTERS, Decoded, Delivery, Terminate, Verdict
+from ._delivery import COUNTERS, Decoded, Delivery, HandOverAbandoned, Terminate, Verdict
 from ._engine import AttemptFailed, FrameReceived, Lost, Opened, Transport, TransportFactory, TransportReport
 from ._events import DataEvent, Event, TerminateClientSession
 from ._exceptions import (
@@ -904,11 +904,14 @@ class Supervisor:
     def _call(self, name: str, *arguments: object) -> bool | None:
         # The application's code, fenced: an Exception is logged and counted (False); a BaseException
         # (SystemExit, KeyboardInterrupt) goes up and stops the client. Once a stop was asked, nothing more
-        # is called (None).
+        # is called (None); a callback that gives its event back because its application is stopping
+        # (HandOverAbandoned) counts as not called.
         if self._stop_requested.is_set():
             return None
         try:
             getattr(self._handler, name)(*arguments)
+        except HandOverAbandoned:
+            return None
         except Exception as exc:
             self._last_error = exc
             self._counts["handler_errors"] += 1

@@ -191,17 +191,23 @@ def test_event_logger_writes_json_lines(broker: BrokerInfo, server: SimulatedSer
 
 
 def test_asyncio_bridge(broker: BrokerInfo, server: SimulatedServer, tmp_path: Path) -> None:
-    """asyncio_bridge.py: the resync is completed on the event loop; the events reach the async consumer."""
+    """asyncio_bridge.py: the resync coroutine reads the XML API on the event loop's side, the events reach
+    the async loop, and the board ends equal to the simulator's active alarms."""
     client_id = f"async-{uuid.uuid4().hex[:8]}@1"
-    out = run_example(
-        "asyncio_bridge.py",
-        *("--server", f"{broker.host}:{broker.port}", "--state-dir", str(tmp_path)),
-        server=server,
-        client_id=client_id,
-    )
+    with SnapshotServer(server.model) as snapshot:
+        out = run_example(
+            "asyncio_bridge.py",
+            *("--server", f"{broker.host}:{broker.port}", "--state-dir", str(tmp_path)),
+            *("--xmlapi", snapshot.url.removesuffix(XMLAPI_PATH)),
+            server=server,
+            client_id=client_id,
+            events=6,
+        )
 
     assert "resync #1 (initial) done" in out
-    assert out.count("event    ") == 3
+    assert "up       " in out
+    assert out.count("event    ") == 6
+    assert f"stopped: {len(server.model.alarms())} active alarms on the board" in out
 
 
 def test_inventory_watch_follows_the_ports(
