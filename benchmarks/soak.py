@@ -156,7 +156,7 @@ HEARTBEAT_MS = 500
 HEARTBEAT_GRACE = 2.5
 KEEPALIVE_INTERVAL = 0.5  # the simulated servers' KeepAliveEvents
 KEEPALIVE_TIMEOUT = 4.0
-BROKER_HEARTBEAT_GRACE = 1.5  # scripts/activemq: transport.hbGracePeriodMultiplier
+BROKER_HEARTBEAT_GRACE = 1.5  # nfmp_client/testing/activemq: transport.hbGracePeriodMultiplier
 SETTLE_TIMEOUT = 45.0
 
 

@@ -26,9 +26,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import final
 
-from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+try:
+    from prometheus_client import REGISTRY, CollectorRegistry
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.registry import Collector
+except ModuleNotFoundError as _missing:  # the extra is not installed
+    if _missing.name is None or _missing.name.partition(".")[0] != "prometheus_client":
+        raise
+    raise ImportError(
+        "nfmp_client.metrics needs the prometheus_client package, which comes with the extra 'metrics': "
+        'pip install "nfmp-client[metrics]"',
+        name=__name__,
+    ) from _missing
 
 from ._client import NfmpClient
 from ._public import claim_public_names as _claim_public_names

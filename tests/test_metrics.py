@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -47,3 +51,18 @@ def test_prefix_and_unregister() -> None:
     assert all(name.startswith("oss_") for name in names)
     registry.unregister(collector)
     assert samples(registry) == {}
+
+
+def test_without_the_extra_the_import_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without prometheus_client, importing nfmp_client.metrics says which extra to install (chained)."""
+    for name in [name for name in sys.modules if name.partition(".")[0] == "prometheus_client"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # what an uninstalled package looks like
+    monkeypatch.delitem(sys.modules, "nfmp_client.metrics")
+
+    with pytest.raises(ImportError, match=r'pip install "nfmp-client\[metrics\]"') as caught:
+        importlib.import_module("nfmp_client.metrics")
+
+    assert type(caught.value) is ImportError  # not a bare ModuleNotFoundError
+    assert isinstance(caught.value.__cause__, ModuleNotFoundError)
+    assert caught.value.__cause__.name == "prometheus_client"

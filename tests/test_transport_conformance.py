@@ -312,7 +312,7 @@ class ActiveMQHarness(Harness):
 
     def reject_logins(self, message: str) -> None:
         pytest.skip(
-            "the test broker has no authentication configured (scripts/activemq/activemq.xml): "
+            "the test broker has no authentication configured (nfmp_client/testing/activemq/activemq.xml): "
             "a refused login is only checked against the memory broker"
         )
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Final, final
@@ -22,6 +21,7 @@ from typing import Final, final
 from attrs import frozen
 
 from .._exceptions import NfmpError
+from ._broker import find_java, find_jms_api_jar
 from ._jmxtool import admin_command
 
 __all__ = ["ActiveMQAdmin", "BrokerAdminError", "BrokerConnection", "DurableSubscription"]
@@ -100,7 +100,7 @@ class ActiveMQAdmin:
 
         Args:
             jmx_url: E.g. ``service:jmx:rmi:///jndi/rmi://127.0.0.1:11099/jmxrmi``.
-            java: The java binary; found on PATH when None.
+            java: The java binary; when None, ``$JAVA_HOME/bin/java`` if JAVA_HOME is set, else java on PATH.
             timeout: Seconds one call may take.
             cache_dir: Where the compiled program is kept; ``~/.cache/nfmp-broker`` when None.
         """
@@ -190,12 +190,16 @@ class ActiveMQAdmin:
         return _count(self._run("rmsuball", except_client_ids[0] if except_client_ids else ""))
 
     def _run(self, *args: str) -> str:
-        java = self._java or shutil.which("java")
+        java = self._java or find_java()
         if java is None:
             raise BrokerAdminError(
-                "no java on PATH: install a JRE (scripts/broker install does)", command=args
+                "no java (on PATH or in JAVA_HOME): install a Java 11+ runtime (on Debian or Ubuntu, "
+                "nfmp-broker install does)",
+                command=args,
             )
-        program = admin_command(java, timeout=self._timeout, cache=self._cache_dir)
+        program = admin_command(
+            java, jms_api_jar=find_jms_api_jar(), timeout=self._timeout, cache=self._cache_dir
+        )
         command = [program[0], *_JVM_OPTIONS, *program[1:], "--url", self.jmx_url, *args]
         try:
             result = subprocess.run(  # our own program, arguments as a list

@@ -1,12 +1,15 @@
-"""scripts/broker and the `broker` fixtures against a real ActiveMQ, driven with plain stomp.py 9."""
+"""scripts/broker (nfmp-broker) and the `broker` fixtures against a real ActiveMQ, driven with plain stomp.py 9."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import queue
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 import stomp
 
-from tests.conftest import free_ports, process_alive, run_broker_script
+from tests.conftest import BROKER_SCRIPT, REPO_ROOT, free_ports, process_alive, run_broker_script
 
 if TYPE_CHECKING:
     from stomp.utils import Frame
@@ -509,3 +512,127 @@ class TestTls:
         assert "--tls-port" in result.stdout
         assert "Traceback" not in result.stdout
         assert not (data / "broker.json").exists()
+
+
+DEBIAN_HOME = Path("/usr/share/activemq")
+
+
+def apache_layout_home(root: Path) -> Path:
+    """An ActiveMQ installation laid out like Apache's binary distribution (xstream and jettison in
+    lib/optional/, as versioned jars), made of links to Debian's installation (the one the tests run)."""
+    home = root / "apache-activemq-5.17.6"
+    (home / "bin").mkdir(parents=True)
+    (home / "bin" / "activemq.jar").symlink_to((DEBIAN_HOME / "bin" / "activemq.jar").resolve())
+    for jar in [*DEBIAN_HOME.glob("lib/*.jar"), *DEBIAN_HOME.glob("lib/*/*.jar")]:
+        target = home / jar.relative_to(DEBIAN_HOME)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(jar.resolve())
+    for name, version in (("xstream", "1.4.20"), ("jettison", "1.5.3")):
+        (home / "lib" / "optional" / f"{name}-{version}.jar").symlink_to(
+            Path(f"/usr/share/java/{name}.jar").resolve()
+        )
+    return home
+
+
+def broker_argv(info: BrokerInfo) -> list[str]:
+    raw = Path(f"/proc/{broker_pid(info)}/cmdline").read_bytes()
+    return [arg.decode() for arg in raw.split(b"\0")[:-1]]
+
+
+class TestInstallation:
+    def test_the_script_runs_with_a_bare_interpreter(self, tmp_path: Path) -> None:
+        """scripts/broker needs no virtualenv: an isolated interpreter without site-packages runs it."""
+        result = subprocess.run(
+            [sys.executable, "-I", "-S", str(BROKER_SCRIPT), "status", "--data", str(tmp_path / "none")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert "not running" in result.stdout
+
+    def test_help_tells_a_non_debian_user_what_to_install(self) -> None:
+        """--help names what is needed (Java 11+, ActiveMQ Classic 5.x) and the variable to point at it."""
+        result = run_broker_script("--help")
+
+        assert result.returncode == 0
+        for needed in (
+            "Java 11",
+            "ActiveMQ Classic 5.x",
+            "NFMP_ACTIVEMQ_HOME",
+            "activemq.apache.org",
+            "JAVA_HOME",
+        ):
+            assert needed in result.stdout
+
+    def test_a_wrong_activemq_home_is_named(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """NFMP_ACTIVEMQ_HOME naming a folder without ActiveMQ: `start` fails at once, naming the variable and
+        what it lacks, and starts nothing (no apt-get either: the variable chose the installation)."""
+        port, jmx_port = free_ports(2)
+        wrong = tmp_path / "not-activemq"
+        wrong.mkdir()
+        monkeypatch.setenv("NFMP_ACTIVEMQ_HOME", str(wrong))
+        data = tmp_path / "b"
+
+        result = run_broker_script(
+            "start", "--data", str(data), "--port", str(port), "--jmx-port", str(jmx_port)
+        )
+
+        assert result.returncode == 1, result.stdout
+        assert f"NFMP_ACTIVEMQ_HOME={wrong} has no bin/activemq.jar" in result.stdout
+        assert "Traceback" not in result.stdout
+        assert "apt-get install" not in result.stdout
+        assert not (data / "broker.json").exists()
+
+    def test_a_broker_from_an_apache_layout_installation(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broker_factory: BrokerFactory
+    ) -> None:
+        """NFMP_ACTIVEMQ_HOME pointing at an installation laid out like Apache's: the broker runs from it, with
+        the xstream and jettison of its lib/optional/ (none added), and advisories reach STOMP subscribers."""
+        home = apache_layout_home(tmp_path)
+        monkeypatch.setenv("NFMP_ACTIVEMQ_HOME", str(home))
+
+        info = broker_factory()
+
+        argv = broker_argv(info)
+        assert f"-Dactivemq.home={home}" in argv
+        assert f"-Dactivemq.classpath={REPO_ROOT / 'nfmp_client' / 'testing' / 'activemq'}" in argv
+        watcher = Client(info)
+        try:
+            watcher.conn.subscribe(
+                "/topic/ActiveMQ.Advisory.Connection", id="advisory", ack="auto", headers={"receipt": "adv"}
+            )
+            watcher.recorder.wait_receipt("adv")
+            Client(info, client_id=unique("oss-advised")).close()
+            advisory = watcher.next_message()
+            assert advisory.headers["destination"] == "/topic/ActiveMQ.Advisory.Connection"
+            assert watcher.conn.is_connected()
+        finally:
+            watcher.close()
+
+    def test_debian_installation_gets_the_advisory_jars_added(self, broker: BrokerInfo) -> None:
+        """With Debian's installation, xstream and jettison (left off its class path) are added to it."""
+        argv = broker_argv(broker)
+        (classpath,) = [arg for arg in argv if arg.startswith("-Dactivemq.classpath=")]
+
+        assert "/usr/share/java/xstream.jar" in classpath
+        assert "/usr/share/java/jettison.jar" in classpath
+
+    def test_nfmp_broker_keeps_its_broker_in_the_users_state_dir(self, tmp_path: Path) -> None:
+        """The module behind the nfmp-broker command uses $XDG_STATE_HOME/nfmp-broker without --data."""
+        env = {name: value for name, value in os.environ.items() if not name.startswith("NFMP_BROKER_")}
+        env["XDG_STATE_HOME"] = str(tmp_path)
+
+        result = subprocess.run(
+            [sys.executable, "-m", "nfmp_client.testing._broker", "status"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert f"not running (data {tmp_path / 'nfmp-broker'})" in result.stdout

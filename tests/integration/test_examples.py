@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import subprocess
@@ -143,7 +144,7 @@ def test_alarm_mirror_equals_the_truth_after_the_scenarios(
     assert "resync #1 (initial)" in stdout
     assert "(server-restarted)" in stdout
     assert "(missed-events)" in stdout
-    with sqlite3.connect(db) as connection:
+    with contextlib.closing(sqlite3.connect(db)) as connection:
         mirrored = {
             row[0]: json.loads(row[1])
             for row in connection.execute("SELECT full_name, attributes FROM alarms")
