@@ -42,6 +42,49 @@ class _WithholdPasscodes(logging.Filter):
 
 logging.getLogger("stomp.py").addFilter(_WithholdPasscodes())
 
+
+class _SocketError(logging.Filter):
+    """Catches why stomp.py could not open a socket on this thread (it logs the reason, raises without it).
+
+    stomp.py (9.0) logs ``could not connect to host H, port P: ERROR`` at WARNING and raises a bare
+    ``ConnectFailedException``. Seen only while stomp.py's logger is enabled for WARNING (the default).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._thread = threading.get_ident()
+        self.why: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            record.thread == self._thread
+            and isinstance(record.msg, str)
+            and record.msg.startswith("could not connect to host")
+            and isinstance(args, tuple)
+            and len(args) == 3
+        ):
+            error = args[2]
+            if isinstance(error, TimeoutError) and not error.strerror:
+                self.why = "timed out"
+            elif isinstance(error, OSError) and error.strerror:
+                self.why = error.strerror
+            else:
+                self.why = str(error) or type(error).__name__
+        return True
+
+
+@contextlib.contextmanager
+def _socket_error_caught() -> Iterator[_SocketError]:
+    logger = logging.getLogger("stomp.py")
+    catcher = _SocketError()
+    logger.addFilter(catcher)
+    try:
+        yield catcher
+    finally:
+        logger.removeFilter(catcher)
+
+
 _SUBSCRIPTION_ID: Final = "nfmp"
 _CLOSE_TIMEOUT: Final = 5.0
 _JOIN_TIMEOUT: Final = 2.0  # stomp.py's threads end within moments of the socket's close
@@ -484,14 +527,18 @@ class StompTransport:
         if with_client_id:
             headers.update(config.dialect.connect_headers(config.client_id))
         try:
-            conn.connect(config.username, config.password, wait=False, headers=headers)
+            with _socket_error_caught() as socket_error:
+                conn.connect(config.username, config.password, wait=False, headers=headers)
         except stomp.exception.ConnectFailedException:
             self._login_failed = True
             self._abandon()
-            # stomp.py only logs why (a refused certificate, a missing CA file): ask the TLS layer again.
-            detail = (
-                _tls_problem(config, self._server) if config.tls else None
-            ) or "cannot open a connection"
+            # stomp.py only logs why (a refused connection, a refused certificate, a missing CA file): the
+            # TLS layer is asked again; the socket's error is the one stomp.py logged.
+            detail = (_tls_problem(config, self._server) if config.tls else None) or (
+                f"cannot open a connection: {socket_error.why}"
+                if socket_error.why
+                else "cannot open a connection"
+            )
             raise AttemptFailed(LossReason.SOCKET_ERROR, detail, self._server) from None
         except (OSError, ssl.SSLError, stomp.exception.StompException) as exc:
             self._login_failed = True
