@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import urllib.error
@@ -24,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
 from .._exceptions import NfmpError
+from .._version import __version__
 from ._activemq import ActiveMQAdmin
 from ._simulator import SimulatedServer
 from ._snapshot import SnapshotServer
@@ -37,6 +39,7 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_NO_SERVER: Final = 3
+EXIT_NO_BROKER: Final = 4
 _MAX_CONTROL_BODY = 64 * 1024
 
 _DESCRIPTION = """\
@@ -54,7 +57,8 @@ then, from another terminal, make things happen to the clients connected to it:
   nfmp-sim silence / nfmp-sim resume      the server hangs (connections stay open) / recovers
   nfmp-sim status                         identity, subscribers, model size
 
-Exit codes: 0 done, 1 the server could not do it, 2 usage error, 3 no `nfmp-sim serve` reachable.
+Exit codes: 0 done, 1 the server could not do it, 2 usage error, 3 no `nfmp-sim serve` reachable,
+4 `nfmp-sim serve` found no broker.
 """
 
 
@@ -71,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nfmp-sim", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"nfmp-sim {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -118,7 +123,17 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONTROL_PORT,
         help="port of the control endpoint on 127.0.0.1 (default %(default)s)",
     )
-    serve.add_argument("--verbose", "-v", action="store_true", help="log every published message")
+    serve.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the broker at the start and in each reconnection round (default "
+        "%(default)g); nothing listening on its port fails at once",
+    )
+    serve.add_argument(
+        "--verbose", "-v", action="store_true", help="log every published message, and stomp.py's lines"
+    )
 
     def scenario(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
@@ -269,13 +284,35 @@ def _control_server(server: SimulatedServer, port: int) -> ThreadingHTTPServer:
     return httpd
 
 
+def _broker_problem(host: str, port: int, timeout: float) -> str | None:
+    """Return why nothing answers on the broker's STOMP port (at once when refused), or None."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+
+
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
     )
-    logging.getLogger("stomp.py").setLevel(logging.WARNING)
+    # stomp.py logs every failed attempt (several a second while the broker is away); the simulator says it
+    # once.
+    logging.getLogger("stomp.py").setLevel(logging.WARNING if args.verbose else logging.CRITICAL)
+    if not args.connect_timeout > 0:
+        print(f"nfmp-sim serve: --connect-timeout must be > 0, not {args.connect_timeout:g}", file=sys.stderr)
+        return EXIT_USAGE
+    problem = _broker_problem(args.host, args.port, args.connect_timeout)
+    if problem is not None:
+        print(
+            f"nfmp-sim: no broker at {args.host}:{args.port}: {problem} (is it running? --host and --port "
+            "say where it is)",
+            file=sys.stderr,
+        )
+        return EXIT_NO_BROKER
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     server = SimulatedServer(
@@ -284,16 +321,19 @@ def _serve(args: argparse.Namespace) -> int:
         admin=ActiveMQAdmin(args.jmx_url),
         seed=args.seed,
         keepalive_interval=args.keepalive_interval,
+        connect_timeout=args.connect_timeout,
     )
     try:
         server.start()
     except NfmpError as exc:
         print(f"nfmp-sim: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_NO_BROKER
     try:
         with SnapshotServer(server.model, port=args.xmlapi_port) as snapshot:
             control = _control_server(server, args.control_port)
-            threading.Thread(target=control.serve_forever, name="nfmp-sim-control", daemon=True).start()
+            threading.Thread(
+                target=control.serve_forever, args=(0.1,), name="nfmp-sim-control", daemon=True
+            ).start()
             log.info(
                 "nfmp-sim: XML API at %s; control at http://127.0.0.1:%d", snapshot.url, args.control_port
             )

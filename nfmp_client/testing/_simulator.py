@@ -219,6 +219,8 @@ class SimulatedServer:
         self._serial = 0  # the number of the attempt that made self._conn
         self._worker: threading.Thread | None = None
         self._running = False
+        self._stopping = threading.Event()  # set by stop(): connection attempts give up at once
+        self._away_since: float | None = None  # while the broker connection is lost: since when
         self._silent = threading.Event()
         self._rate = 0.0
         self._connections: dict[str, str] = {}  # broker connection id -> client id
@@ -251,6 +253,7 @@ class SimulatedServer:
         with self._lock:
             if self._running:
                 return
+            self._stopping.clear()
             self._connect()
             self._running = True
         self._worker = threading.Thread(target=self._work, name="nfmp-simulator", daemon=True)
@@ -267,6 +270,7 @@ class SimulatedServer:
 
     def stop(self) -> None:
         """Stop keep-alives and the generator and disconnect; subscriptions on the broker stay as they are."""
+        self._stopping.set()  # before the lock: a publisher reconnecting under it gives up first
         with self._lock:
             if not self._running:
                 return
@@ -719,14 +723,15 @@ class SimulatedServer:
     def _connect(self) -> None:
         # Under the lock: a publisher that needs the connection now waits for it.
         opened = self._open()
-        assert opened is not None  # noqa: S101  # nothing to give up for
+        if opened is None:
+            raise SimulatorError("the simulated server is stopping")
         self._install(*opened)
 
     def _open(self, give_up: Callable[[], bool] | None = None) -> tuple[Any, int] | None:
         """Connect within the connect timeout; return the connection and its attempt number.
 
-        None when *give_up* says so between attempts. Touches no state but the queues, so the worker can wait
-        for the broker without holding the lock.
+        None when *give_up* says so between attempts, or once :meth:`stop` was called. Touches no state but
+        the queues, so the worker can wait for the broker without holding the lock.
 
         Raises:
             SimulatorError: No connection within the connect timeout.
@@ -734,7 +739,7 @@ class SimulatedServer:
         deadline = time.monotonic() + self._connect_timeout
         username, password = self._credentials
         while True:
-            if give_up is not None and give_up():
+            if self._stopping.is_set() or (give_up is not None and give_up()):
                 return None
             serial = next(self._attempts)
             conn = stomp.Connection12([(self._host, self._port)], heartbeats=(0, 0), reconnect_attempts_max=1)
@@ -760,6 +765,11 @@ class SimulatedServer:
         """
         self._serial = serial
         self._conn = conn
+        if self._away_since is not None:
+            away, self._away_since = time.monotonic() - self._away_since, None
+            log.info(
+                "simulator: reconnected to the broker at %s:%s after %.1f s", self._host, self._port, away
+            )
         self._connections.clear()
         self._subscribers.clear()
         self._orphans.clear()
@@ -773,8 +783,7 @@ class SimulatedServer:
         try:
             opened = self._open(give_up=lambda: not self._lost())
         except SimulatorError as exc:
-            if self._running:
-                log.warning("simulator: %s; retrying", exc)
+            log.debug("simulator: %s; retrying", exc)  # said once, when the connection was lost
             return False
         with self._lock:
             if opened is None or not self._lost():
@@ -783,7 +792,6 @@ class SimulatedServer:
                         opened[0].disconnect()
                 return True
             self._install(*opened)
-        log.info("simulator: reconnected to the broker at %s:%s", self._host, self._port)
         return True
 
     def _lost(self) -> bool:
@@ -822,7 +830,7 @@ class SimulatedServer:
                 if reconnect_at is None and self._lost():
                     # Noticed here rather than by a keep-alive that would wait for the broker under the lock.
                     # A "disconnected" notice wakes the worker for it (an old connection's finds a live one).
-                    log.warning("simulator: lost its broker connection; reconnecting")
+                    self._away("the connection was lost")
                     reconnect_at = time.monotonic()
                 if reconnect_at is not None:
                     reconnect_at = self._reconnect_when_due(reconnect_at)
@@ -843,9 +851,28 @@ class SimulatedServer:
                     next_event = max(next_event + 1 / rate, now - 1.0)
                 elif rate <= 0:
                     next_event = now
-            except Exception:  # the server's heartbeat must not die with one failure
+            except Exception as exc:  # noqa: BLE001  # the server's heartbeat must not die with one failure
                 if self._running:
-                    log.exception("simulator: background work failed; continuing")
+                    self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        # The broker went away under a publish: one line per outage. Anything else is a bug: its traceback.
+        if isinstance(exc, SimulatorError) and self._lost():
+            self._away(str(exc))
+        elif isinstance(exc, SimulatorError):
+            log.warning("simulator: %s; continuing", exc)
+        else:
+            log.exception("simulator: background work failed; continuing")
+
+    def _away(self, why: str) -> None:
+        """Say once per outage that the broker is away (the retries that follow are logged at DEBUG)."""
+        if self._away_since is not None:
+            log.debug("simulator: %s", why)
+            return
+        self._away_since = time.monotonic()
+        log.warning(
+            "simulator: lost the broker at %s:%s (%s); retrying until it is back", self._host, self._port, why
+        )
 
     def _reconnect_when_due(self, reconnect_at: float) -> float | None:
         """Reconnect if it is time to; return when to try again, None once connected.
