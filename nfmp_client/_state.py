@@ -60,8 +60,8 @@ class StateError(NfmpError):
 class StateFileCorrupt(StateError):
     """The state file is not a state file this version can read (truncated by hand, edited, newer format).
 
-    The atomic writes of :class:`~nfmp_client.state.StateStore` never produce one; something else wrote it. Remove the file to
-    start over: the client then resyncs as on a first start.
+    The atomic writes of :class:`~nfmp_client.state.StateStore` never produce one; something else wrote it.
+    Remove the file to start over: the client then resyncs as on a first start.
     """
 
 

@@ -12,7 +12,7 @@ _POLL = 0.005  # real seconds between looks at the event while a waiter waits fo
 
 @final
 class FakeClock:
-    """A :class:`~nfmp_client.engine.Clock` for tests: :meth:`advance` moves time; waiters wake when it passes.
+    """A :class:`~nfmp_client.engine.Clock` for tests: :meth:`advance` moves time, waking waiters it passes.
 
     Timing logic runs against it without real sleeping: a test advances the clock past a deadline and checks
     what happened, to the millisecond.
