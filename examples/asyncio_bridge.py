@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import sys
 
@@ -119,6 +120,7 @@ def main() -> int:
     parser.add_argument("--state-dir", default=None, help="where the resync baseline is kept")
     parser.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     username = os.environ.get("NFMP_USERNAME")
     config = ClientConfig(
         servers=args.server or ["127.0.0.1:61613"],
