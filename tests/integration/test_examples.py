@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -108,8 +112,8 @@ def test_alarm_mirror_equals_the_truth_after_the_scenarios(
     """alarm_mirror.py's SQLite table equals the simulator's alarms after events, a server restart and an
     overflow (events lost while connected), each followed by its resync."""
     client_id = f"mirror-{uuid.uuid4().hex[:8]}@1"
-    db = tmp_path / "alarms.sqlite"
-    with SnapshotServer(server.model) as snapshot:
+    db, errors = tmp_path / "alarms.sqlite", tmp_path / "stderr.txt"
+    with errors.open("w") as errors_file, SnapshotServer(server.model) as snapshot:
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -119,26 +123,30 @@ def test_alarm_mirror_equals_the_truth_after_the_scenarios(
                 *("--client-id", client_id),
                 *("--db", str(db)),
                 *("--state-dir", str(tmp_path / "state")),
-                *("--seconds", "10"),
+                *("--seconds", "60"),
                 *("--resync-min-interval", "0.2"),
             ],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=errors_file,
             text=True,
         )
+        output = _Output(process)
         try:
             server.wait_for_subscriber(client_id, timeout=10)
             server.generate(12)
-            time.sleep(1.5)
+            output.wait_for("resync #1 (initial)")
             server.restart()
             server.wait_for_subscriber(client_id, timeout=10)
             server.generate(6)
-            time.sleep(1.5)
-            server.overflow(client_id, 4)  # these never reach the mirror: JmsMissedEvents, then a resync
+            output.wait_for("(server-restarted)")  # each fault after the last one's resync
             server.generate(3)
-            stdout, stderr = process.communicate(timeout=40)
+            server.overflow(client_id, 4)  # these never reach the mirror: JmsMissedEvents, then a resync
+            output.wait_for("(missed-events)")
+            process.send_signal(signal.SIGINT)  # Ctrl-C: the mirror stops and says how many alarms it has
+            process.wait(timeout=40)
         finally:
             process.kill()
+        stdout, stderr = output.rest(), errors.read_text()
 
     assert process.returncode == 0, stdout + stderr
     assert "resync #1 (initial)" in stdout
@@ -152,6 +160,40 @@ def test_alarm_mirror_equals_the_truth_after_the_scenarios(
     truth = {alarm.full_name: dict(alarm.attributes) for alarm in server.model.alarms()}
     assert mirrored == truth
     assert truth  # the scenario did raise alarms
+
+
+class _Output:
+    """What a process prints, line by line as it comes (a thread reads until its stdout ends)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self._lines: queue.Queue[str] = queue.Queue()
+        self.text = ""
+        stdout = process.stdout
+        assert stdout is not None
+        self._stdout = stdout
+        self._reader = threading.Thread(target=self._read, args=(stdout,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stdout: IO[str]) -> None:
+        for line in iter(stdout.readline, ""):
+            self._lines.put(line)
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> None:
+        """Wait until *text* was printed (in a line of its own)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.text:
+            try:
+                self.text += self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"{text!r} not printed in {timeout:g} s: {self.text}") from None
+
+    def rest(self) -> str:
+        """Everything printed (call once the process ended; closes its stdout)."""
+        self._reader.join(10)
+        self._stdout.close()
+        while not self._lines.empty():
+            self.text += self._lines.get_nowait()
+        return self.text
 
 
 def run_example(name: str, *args: str, server: SimulatedServer, client_id: str, events: int = 3) -> str:
