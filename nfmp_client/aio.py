@@ -268,17 +268,16 @@ class AsyncNfmpClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = threading.Event()  # read by the supervisor thread: hand nothing more over
         self._run = 0
-        # Loop-side state (touched on the event loop only).
-        self._offered: collections.deque[_Slot] = collections.deque()
-        self._current: _Slot | None = None
-        self._current_stream: EventStream | None = None
-        self._event_waiter: asyncio.Future[None] | None = None
+        # Loop-side state (touched on the event loop only). The supervisor hands over one event at a time
+        # and waits for it: there is at most one slot, offered (no reader yet) or read by _reader.
+        self._slot: _Slot | None = None
+        self._reader: EventStream | None = None
+        self._event_arrived = _Wakeup("events()")
         self._notices: collections.deque[Notification] = collections.deque(maxlen=max_notifications)
-        self._notice_waiter: asyncio.Future[None] | None = None
+        self._notice_arrived = _Wakeup("notifications()")
         self._dropped = 0
         self._resyncs: set[asyncio.Task[None]] = set()
         self._finished = True
-        self._failure: BaseException | None = None
 
     # ----------------------------------------------------------------------------------- reading
 
@@ -360,10 +359,9 @@ class AsyncNfmpClient:
             return
         self._loop = loop
         self._closing.clear()
-        self._offered.clear()
-        self._current = self._current_stream = None
+        self._slot = self._reader = None
         self._notices.clear()
-        self._failure, self._finished = None, False
+        self._finished = False
         self._run += 1
         try:
             self._client.start()
@@ -394,7 +392,7 @@ class AsyncNfmpClient:
     async def _end(self, call: Callable[[float], None], timeout: float) -> None:
         self._closing.set()
         if not self._finished:
-            self._close(None)
+            self._close()
         # The supervisor may be waiting for the loop (an event in hand): it was answered above, so this
         # thread's join cannot wait for the loop it is awaited on.
         await asyncio.shield(asyncio.to_thread(call, timeout))
@@ -431,64 +429,44 @@ class AsyncNfmpClient:
                 yield self._notices.popleft()
             if self._finished:
                 return
-            if self._notice_waiter is not None:
-                raise LifecycleError("notifications() is being read elsewhere")
-            waiter = asyncio.get_running_loop().create_future()
-            self._notice_waiter = waiter
-            try:
-                await waiter
-            finally:
-                self._notice_waiter = None
+            await self._notice_arrived.wait()
 
     # ------------------------------------------------------------- on the loop (from the streams)
 
     async def _take(self, stream: EventStream) -> _Slot:
-        current = self._current
-        if current is not None and self._current_stream is not stream:
-            # Left unfinished by a stream that ended (a plain ``async for`` cannot say how): again, first.
-            self._current_stream = stream
-            return current
+        # The slot offered, or one left unfinished by a stream that ended (a plain ``async for`` cannot say
+        # how, a cancelled one kept it): again, first.
         if self._run == 0:
             raise LifecycleError("events() read before the client was started")
-        while not self._offered:
+        while self._slot is None:
             if self._finished:
-                failure = self._failure
+                failure = self._client.failure
                 if failure is not None:
                     raise failure
                 raise StopAsyncIteration
-            if self._event_waiter is not None:
-                raise LifecycleError("events() is being read elsewhere")
-            waiter = asyncio.get_running_loop().create_future()
-            self._event_waiter = waiter
-            try:
-                await waiter
-            finally:
-                self._event_waiter = None
-        slot = self._offered.popleft()
-        self._current, self._current_stream = slot, stream
-        return slot
+            await self._event_arrived.wait()
+        self._reader = stream
+        return self._slot
 
     def _settle(self, slot: _Slot, outcome: _Outcome, error: Exception | None = None) -> None:
-        if slot is self._current:
-            self._current = self._current_stream = None
+        if slot is self._slot:
+            self._slot = self._reader = None
         slot.settle(outcome, error)
 
     def _release(self, slot: _Slot) -> None:
-        if slot is self._current:
-            self._current_stream = None  # the next stream gets it first
+        if slot is self._slot:
+            self._reader = None  # the next stream gets it first
 
-    def _close(self, failure: BaseException | None) -> None:
+    def _close(self) -> None:
         # The run is over (stopped, or stopped by itself): give back what is in hand, end the streams.
         self._finished = True
-        self._failure = failure
-        for slot in (*self._offered, *([self._current] if self._current is not None else [])):
-            slot.settle(_Outcome.ABANDONED)
-        self._offered.clear()
-        self._current = self._current_stream = None
+        if self._slot is not None:
+            self._slot.settle(_Outcome.ABANDONED)
+        self._slot = self._reader = None
         for task in self._resyncs:
             task.cancel()
-        _wake(self._event_waiter)
-        _wake(self._notice_waiter)
+        self._event_arrived.wake()
+        self._notice_arrived.wake()
 
     # ------------------------------------------------------- on the loop (posted by the bridge)
 
@@ -496,8 +474,9 @@ class AsyncNfmpClient:
         if self._finished or self._closing.is_set():
             slot.settle(_Outcome.ABANDONED)
             return
-        self._offered.append(slot)
-        _wake(self._event_waiter)
+        assert self._slot is None  # noqa: S101  # the supervisor waits for each event it hands over
+        self._slot = slot
+        self._event_arrived.wake()
 
     def _notify(self, notice: Notification) -> None:
         if len(self._notices) == self._notices.maxlen:
@@ -510,7 +489,7 @@ class AsyncNfmpClient:
                     self._notices.maxlen,
                 )
         self._notices.append(notice)
-        _wake(self._notice_waiter)
+        self._notice_arrived.wake()
 
     def _start_resync(self, request: ResyncRequest) -> None:
         self._notify(request)
@@ -540,7 +519,7 @@ class AsyncNfmpClient:
 
     def _stopped(self, run: int) -> None:
         if run == self._run and not self._finished:
-            self._close(self._client.failure)
+            self._close()
 
     # --------------------------------------------------------------- on the watcher thread
 
@@ -596,9 +575,26 @@ class AsyncNfmpClient:
         self._post(self._start_resync, request)
 
 
-def _wake(waiter: asyncio.Future[None] | None) -> None:
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
+@final
+class _Wakeup:
+    """Wakes the one task waiting for something on the loop (a second waiter at once is an error)."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._waiter: asyncio.Future[None] | None = None
+
+    async def wait(self) -> None:
+        if self._waiter is not None:
+            raise LifecycleError(f"{self._what} is being read elsewhere")
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
 
 @final
