@@ -1,4 +1,4 @@
-"""Hypothesis strategies: every event class, with values that XML and STOMP can carry."""
+"""Hypothesis strategies for every event class, with values that XML and STOMP can carry; and a plain alarm."""
 
 from __future__ import annotations
 
@@ -199,3 +199,18 @@ EVENT_STRATEGIES: dict[type, st.SearchStrategy[Event]] = {**events_with(headers)
 """A strategy for every event class, vessels included."""
 events: st.SearchStrategy[Event] = st.one_of(*EVENT_STRATEGIES.values())
 """Any event."""
+
+
+def named_alarm(name: str) -> ObjectCreation:
+    """A raised alarm called *name* (``alarmName``; full name ``alarm:<name>``), for tests that publish a few."""
+    return ObjectCreation(
+        header=EventHeader(
+            event_name="ObjectCreation",
+            object_type="fm.AlarmObject",
+            nt_type="NT_ALARM",
+            category="FAULT",
+            os_time=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        ),
+        object_class="fm.AlarmInfo",
+        attributes={"alarmName": name, "objectFullName": f"alarm:{name}"},
+    )

@@ -11,7 +11,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +22,6 @@ from nfmp_client import (
     ConnectionRestored,
     ConnectionState,
     DataEvent,
-    EventHeader,
     LifecycleError,
     LossReason,
     ObjectCreation,
@@ -39,23 +37,11 @@ from nfmp_client.aio import AsyncNfmpClient, Notification, Undeliverable
 from nfmp_client.codec import encode_event
 from nfmp_client.testing import MemoryBroker, MemoryServer
 
+from .strategies import named_alarm
+
 A = "a.example:61613"
 WAIT = 10.0  # seconds for what must happen (a failing test waits this long, a passing one milliseconds)
 T = TypeVar("T")
-
-
-def alarm(name: str) -> ObjectCreation:
-    return ObjectCreation(
-        header=EventHeader(
-            event_name="ObjectCreation",
-            object_type="fm.AlarmObject",
-            nt_type="NT_ALARM",
-            category="FAULT",
-            os_time=datetime(2026, 1, 1, tzinfo=timezone.utc),
-        ),
-        object_class="fm.AlarmInfo",
-        attributes={"alarmName": name, "objectFullName": f"alarm:{name}"},
-    )
 
 
 def name_of(event: DataEvent) -> str:
@@ -90,7 +76,7 @@ class Rig:
 
     def publish(self, *names: str) -> None:
         for name in names:
-            message = encode_event(alarm(name))
+            message = encode_event(named_alarm(name))
             self.server.publish(message.body, message.headers)
 
     def system_info(self, start: str = "1000") -> None:

@@ -23,8 +23,6 @@ import nfmp_client._cli as cli
 from nfmp_client import (
     BrokerEndpoint,
     ClientConfig,
-    EventHeader,
-    ObjectCreation,
     TerminateClientSession,
     TlsConfig,
 )
@@ -46,6 +44,7 @@ from nfmp_client.state import Baseline, StateStore
 from nfmp_client.testing import FakeClock, ManualRunner, MemoryBroker
 
 from .conftest import free_ports
+from .strategies import named_alarm
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 A = "a.example:61613"
@@ -139,18 +138,7 @@ class Memory:
         return self.run("watch", "--server", A, "--client-id", client_id, *options, out=out)
 
     def publish_alarm(self, name: str) -> None:
-        event = ObjectCreation(
-            header=EventHeader(
-                event_name="ObjectCreation",
-                object_type="fm.AlarmObject",
-                nt_type="NT_ALARM",
-                category="FAULT",
-                os_time=NOW,
-            ),
-            object_class="fm.AlarmInfo",
-            attributes={"alarmName": name, "objectFullName": f"alarm:{name}"},
-        )
-        message = encode_event(event)
+        message = encode_event(named_alarm(name))
         self.server.publish(message.body, message.headers)
 
     def terminate(self, client_id: str) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,8 @@ from nfmp_client import (
 )
 from nfmp_client.codec import encode_event
 from nfmp_client.testing import FakeClock, ManualRunner, MemoryBroker, MemoryServer
+
+from .strategies import named_alarm
 
 A, B = "a.example:61613", "b.example:61613"
 
@@ -138,18 +139,7 @@ class Rig:
 
     def publish(self, server: MemoryServer, *names: str) -> None:
         for name in names:
-            event = ObjectCreation(
-                header=EventHeader(
-                    event_name="ObjectCreation",
-                    object_type="fm.AlarmObject",
-                    nt_type="NT_ALARM",
-                    category="FAULT",
-                    os_time=datetime(2026, 1, 1, tzinfo=timezone.utc),
-                ),
-                object_class="fm.AlarmInfo",
-                attributes={"alarmName": name, "objectFullName": f"alarm:{name}"},
-            )
-            message = encode_event(event)
+            message = encode_event(named_alarm(name))
             server.publish(message.body, message.headers)
         self.runner.run_until_idle()
 
