@@ -79,6 +79,7 @@ from ._exceptions import (
 from ._resync import ResyncRequest
 from ._state import StateStore
 from ._status import ConnectionLost, ConnectionRestored, LossReason
+from ._supervisor import GIVING_UP
 from ._version import __version__
 
 __all__ = ["main"]
@@ -143,7 +144,6 @@ _COLOURS: Final = {
 _CONNECTION_FAILURES: Final = frozenset({LossReason.SOCKET_ERROR, LossReason.CONNECT_TIMEOUT})
 _NO_SOCKET: Final = "cannot open a connection: "  # the transport's detail before the socket's error
 _STOMP_LOGGER: Final = "stomp.py"
-_GIVING_UP: Final = "%s: giving up: %s: %s"  # the library's log line for what the command says itself
 
 
 class _Usage(Exception):
@@ -208,10 +208,6 @@ class _Printer(Handler):
         self.last_failure: str | None = None
         """The last failed attempt or loss, as ``server: why``."""
 
-    def explain(self, cause: ConnectionLost) -> str:
-        """Return why *cause* happened (see :func:`_explain`)."""
-        return _explain(cause)
-
     def _emit(self, kind: str, colour_key: str, text: str, fields: dict[str, Any]) -> None:
         now = utc_now()
         if self._json:
@@ -263,7 +259,7 @@ class _Printer(Handler):
 
     def on_connection_lost(self, cause: ConnectionLost) -> None:
         """Print a lost connection; a failed attempt only when its reason is new (or with --verbose)."""
-        why = self.explain(cause)
+        why = _explain(cause)
         self.last_failure = f"{cause.server}: {why}"
         fields = {
             "server": cause.server,
@@ -585,7 +581,7 @@ def _logging(verbose: bool) -> Iterator[None]:
     quiet = logging.NullHandler()  # without a handler of its own, Python's last resort would print them
 
     def said_by_the_command(record: logging.LogRecord) -> bool:
-        return verbose or record.msg != _GIVING_UP
+        return verbose or record.msg != GIVING_UP
 
     stomp.setLevel(logging.WARNING if not verbose else min(logging.WARNING, stomp.getEffectiveLevel()))
     stomp.propagate = verbose
@@ -712,7 +708,7 @@ def _retry(args: argparse.Namespace, *, max_attempts: int | None = None) -> Retr
 def _gave_up(loss: ConnectionLost | None, printer: _Printer) -> str:
     if loss is None:
         return "the client stopped"
-    why = printer.explain(loss)
+    why = _explain(loss)
     if loss.reason is LossReason.AUTHENTICATION_FAILED:
         return f"the broker at {loss.server} refused the login: {loss.detail}"
     if not printer.connected:

@@ -52,9 +52,12 @@ from ._resync import ResyncRequest
 from ._status import ClientStatistics, ConnectionLost, ConnectionRestored, ConnectionState, LossReason
 from ._watchdog import KeepAliveWatchdog
 
-__all__ = ["Supervisor"]
+__all__ = ["GIVING_UP", "Supervisor"]
 
 log = logging.getLogger("nfmp_client")
+
+GIVING_UP: Final = "%s: giving up: %s: %s"
+"""The log line (client id, reason, detail) of a client that gave up reconnecting (nfmp-client filters it)."""
 
 _INF: Final = float("inf")
 _HEADER_BYTES: Final = 64  # what a header costs, on average, as counted against hold_limit_bytes
@@ -600,7 +603,7 @@ class Supervisor:
         self._phase, self._wait_until = _Phase.WAITING, self._clock.monotonic() + max(0.0, delay)
 
     def _give_up(self, cause: ConnectionLost) -> None:
-        log.error("%s: giving up: %s: %s", self._config.client_id, cause.reason.value, cause.detail)
+        log.error(GIVING_UP, self._config.client_id, cause.reason.value, cause.detail)
         self._finish(ClientStopped(cause), ConnectionState.STOPPED, f"gave up: {cause.reason.value}")
 
     # ------------------------------------------------------------------------ connected
