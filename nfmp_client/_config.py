@@ -20,6 +20,7 @@ import tenacity
 from attrs import field, frozen
 
 from ._codec import DEFAULT_MAX_MESSAGE_BYTES
+from ._continuity import DEFAULT_GAP_FACTOR
 from ._dedup import DEFAULT_DEDUP_WINDOW
 from ._exceptions import ConfigError
 from ._selector import build_selector, validate_client_id
@@ -292,19 +293,39 @@ class BrokerDialect:
     """The SUBSCRIBE header that bounds unacknowledged messages in flight."""
     prefetch_in_bytes: bool = False
     """Whether the prefetch header counts bytes rather than messages."""
+    exclusive_header: str | None = None
+    """The SUBSCRIBE header that makes a queue consumer exclusive (None: the broker has none)."""
 
     def connect_headers(self, client_id: str) -> dict[str, str]:
         """Return the CONNECT headers for *client_id*."""
         return {self.client_id_header: client_id}
 
     def subscribe_headers(
-        self, *, selector: str, subscription_name: str | None, prefetch: int, message_size: int = 2048
+        self,
+        *,
+        selector: str,
+        subscription_name: str | None,
+        prefetch: int,
+        message_size: int = 2048,
+        exclusive: bool = False,
     ) -> dict[str, str]:
-        """Return the SUBSCRIBE headers (selector, durable name if any, prefetch)."""
+        """Return the SUBSCRIBE headers (selector, durable name if any, prefetch, exclusive if asked).
+
+        Raises:
+            ConfigError: *exclusive* was asked of a broker without an exclusive-consumer header.
+        """
         window = prefetch * message_size if self.prefetch_in_bytes else prefetch
         headers = {"selector": selector, self.prefetch_header: str(window)}
         if subscription_name is not None:
             headers[self.durable_name_header] = subscription_name
+        if exclusive:
+            if self.exclusive_header is None:
+                raise ConfigError(
+                    field="exclusive",
+                    value=True,
+                    expected=f"False: {self.name} has no exclusive-consumer header",
+                )
+            headers[self.exclusive_header] = "true"
         return headers
 
     def remove_durable_headers(self, subscription_name: str) -> dict[str, str]:
@@ -317,8 +338,10 @@ ACTIVEMQ: Final = BrokerDialect(
     client_id_header="client-id",
     durable_name_header="activemq.subscriptionName",
     prefetch_header="activemq.prefetchSize",
+    exclusive_header="activemq.exclusive",
 )
-"""Apache ActiveMQ Classic (5.x): ``activemq.subscriptionName``, ``activemq.prefetchSize``."""
+"""Apache ActiveMQ Classic (5.x): ``activemq.subscriptionName``, ``activemq.prefetchSize``,
+``activemq.exclusive``."""
 ARTEMIS: Final = BrokerDialect(
     name="ActiveMQ Artemis",
     client_id_header="client-id",
@@ -326,7 +349,8 @@ ARTEMIS: Final = BrokerDialect(
     prefetch_header="consumer-window-size",
     prefetch_in_bytes=True,
 )
-"""Apache ActiveMQ Artemis: ``durable-subscription-name``, ``consumer-window-size`` (bytes)."""
+"""Apache ActiveMQ Artemis: ``durable-subscription-name``, ``consumer-window-size`` (bytes). An exclusive
+queue is configured on the Artemis address, not by the consumer."""
 
 
 _Validator = Callable[[object, "attrs.Attribute[Any]", object], None]
@@ -350,6 +374,16 @@ def _at_least(minimum: float, what: str) -> _Validator:
             raise ConfigError(field=attribute.name, value=value, expected=f"{what} >= {minimum!r}")
 
     return validate
+
+
+def _above_one(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not _is_number(value) or not value > 1:
+        raise ConfigError(field=attribute.name, value=value, expected="a number above 1")
+
+
+def _positive_or_none(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _positive(_instance, attribute, value)
 
 
 def _heartbeats(_instance: object, _attribute: object, value: object) -> None:
@@ -400,6 +434,20 @@ class ClientConfig:
     """The STOMP passcode; never logged or shown."""
     topic: str = DEFAULT_TOPIC
     """The NFM-P topic to subscribe to."""
+    queue: str | None = None
+    """A queue to consume instead of subscribing to *topic*: an application's own queue of a virtual topic
+    that a JMS bridge feeds (``Consumer.<app>.VirtualTopic.5620-SAM-topic-xml`` on ActiveMQ). The queue keeps
+    events while the client is away, as a durable subscription does; no client id is sent to the broker (see
+    :doc:`deployment`)."""
+    exclusive: bool = False
+    """With *queue*: be the queue's exclusive consumer (``activemq.exclusive``), so that two instances of one
+    application run active and standby. The standby waits without a watchdog or a resync until the broker
+    hands it the queue; the continuity check then judges what it missed."""
+    upstream_client_id: str | None = None
+    """NFM-P's client id (``name@ID``) when the client reads NFM-P's events through a JMS bridge that holds
+    that id upstream; None: *client_id* is NFM-P's client id. NFM-P addresses events, JmsMissedEvents and
+    TerminateClientSession to it, so the selector and the addressee checks use it; *client_id* is then the
+    client's own id on the local broker and names its state file."""
     durable: bool = True
     """A durable subscription (the server keeps events while the client is away)."""
     subscription_name: str | None = None
@@ -417,6 +465,16 @@ class ClientConfig:
     keepalive_timeout: float = field(default=DEFAULT_KEEPALIVE_TIMEOUT, validator=_positive)
     """Seconds without any message after which the connection is declared dead (Nokia: 120; NFM-P's keep-alive
     comes about every 30 s: :doc:`background <background>`, *Keep-alives*)."""
+    continuity_check: bool = True
+    """After each reconnect of a durable subscription (and a restart of the application), compare the server
+    time of the first keep-alive received with the last one before: a gap of more than *keepalive_gap_factor*
+    periods means the events of the gap were not kept, and asks for a resync (``KEEPALIVE_GAP``). See
+    :doc:`background <background>`, *The continuity check*."""
+    keepalive_gap_factor: float = field(default=DEFAULT_GAP_FACTOR, validator=_above_one)
+    """How many keep-alive periods a gap in the keep-alives may last before it counts as a hole."""
+    keepalive_period: float | None = field(default=None, validator=_positive_or_none)
+    """NFM-P's keep-alive period in seconds; None: learned from the stream (the median of the last intervals
+    between keep-alives; Nokia says about 30 s)."""
     retry: RetryPolicy = field(factory=RetryPolicy)
     """Reconnection backoff."""
     tls: TlsConfig | None = None
@@ -518,10 +576,18 @@ class ClientConfig:
                 value=self.subscription_name,
                 expected="a name that is not blank, or None for the client id",
             )
+        self._check_destination()
+        if self.upstream_client_id is not None:
+            try:
+                validate_client_id(self.upstream_client_id)
+            except ConfigError as exc:
+                raise ConfigError(
+                    field="upstream_client_id", value=self.upstream_client_id, expected=exc.expected
+                ) from None
         if not isinstance(self.filter, str):
             raise ConfigError(field="filter", value=self.filter, expected="a JMS selector, '' for all events")
         try:
-            build_selector(self.client_id, self.filter)
+            build_selector(self.nfmp_client_id, self.filter)
         except ConfigError:
             raise
         except ValueError as exc:  # a structurally broken filter
@@ -532,14 +598,74 @@ class ClientConfig:
                 f"string literals ({exc})",
             ) from exc
 
+    def _check_destination(self) -> None:
+        if self.queue is None:
+            if self.exclusive:
+                raise ConfigError(
+                    field="exclusive",
+                    value=True,
+                    expected="False, or a queue: only a queue has one consumer at a time",
+                )
+            return
+        if (
+            not isinstance(self.queue, str)
+            or not self.queue
+            or any(c.isspace() or c in "'\"" for c in self.queue)
+            or self.queue.startswith("/")
+        ):
+            raise ConfigError(
+                field="queue",
+                value=self.queue,
+                expected="a queue name without whitespace, quotes or a leading '/queue/' "
+                "('Consumer.<app>.VirtualTopic.5620-SAM-topic-xml'), or None for the topic",
+            )
+        if not self.durable:
+            raise ConfigError(
+                field="durable",
+                value=False,
+                expected="True with a queue: a queue keeps the events while the client is away",
+            )
+        if self.subscription_name is not None:
+            raise ConfigError(
+                field="subscription_name",
+                value=self.subscription_name,
+                expected="None with a queue: a queue has no durable subscription to name",
+            )
+        if self.exclusive and self.dialect.exclusive_header is None:
+            raise ConfigError(
+                field="exclusive",
+                value=True,
+                expected=f"False: {self.dialect.name} sets an exclusive queue on the broker, "
+                "not the consumer",
+            )
+
+    @property
+    def nfmp_client_id(self) -> str:
+        """NFM-P's client id for this client: *upstream_client_id*, else *client_id*."""
+        return self.upstream_client_id or self.client_id
+
+    @property
+    def destination(self) -> str:
+        """The STOMP destination subscribed to: ``/queue/<queue>`` or ``/topic/<topic>``."""
+        return f"/queue/{self.queue}" if self.queue is not None else f"/topic/{self.topic}"
+
+    @property
+    def via_bridge(self) -> bool:
+        """Whether NFM-P's events come through a JMS bridge (*upstream_client_id* or *queue* is set).
+
+        NFM-P then greets the bridge's subscription, not this client's: no SystemInfoEvent is expected after
+        each connection of the client's own (the continuity check covers its reconnections).
+        """
+        return self.upstream_client_id is not None or self.queue is not None
+
     @property
     def selector(self) -> str:
         """The subscription's JMS selector (own and broadcast events, the filter, system events always)."""
-        return build_selector(self.client_id, self.filter)
+        return build_selector(self.nfmp_client_id, self.filter)
 
     @property
     def durable_name(self) -> str | None:
-        """The durable subscription's name, or None for a non-durable subscription."""
-        if not self.durable:
+        """The durable subscription's name, or None for a non-durable subscription or a queue."""
+        if not self.durable or self.queue is not None:
             return None
         return self.subscription_name or self.client_id

@@ -21,7 +21,7 @@ from attrs import frozen
 
 from ._clock import utc_now
 from ._config import ClientConfig, ResyncMode
-from ._events import DataEvent, JmsMissedEvents, SystemEvent, SystemInfoEvent
+from ._events import DataEvent, JmsMissedEvents, KeepAliveEvent, SystemEvent, SystemInfoEvent
 from ._resync import Due, ResyncReason, ResyncRequest, ResyncRules, ResyncSchedule, Subscription, Trigger
 from ._state import Baseline, StateError, StateLock, StateStore
 
@@ -84,8 +84,9 @@ class ResyncCoordinator:
             selector=config.selector,
             durable=config.durable,
             subscription_name=config.durable_name,
+            queue=config.queue,
         )
-        self._rules = ResyncRules(self._subscription, None)
+        self._rules = self._rules_for(None)
         self._schedule = ResyncSchedule(
             coalesce_window=config.resync_coalesce_window, min_interval=config.resync_min_interval
         )
@@ -102,6 +103,7 @@ class ResyncCoordinator:
         self._saved: Baseline | None = None  # the baseline last written (saved_at aside)
         self._by_reason: dict[str, int] = {}
         self._last_event_at: datetime | None = None  # when the last data event came, if since the last write
+        self._gap_covered = False  # a resync asked after this connection opened covers a gap before it
 
     # ------------------------------------------------------------------------------------------ reading
 
@@ -150,7 +152,7 @@ class ResyncCoordinator:
         except StateError:
             self._lock.release()
             raise
-        self._rules = ResyncRules(self._subscription, baseline)
+        self._rules = self._rules_for(baseline)
         self._schedule = ResyncSchedule(
             coalesce_window=self._config.resync_coalesce_window,
             min_interval=self._config.resync_min_interval,
@@ -167,7 +169,12 @@ class ResyncCoordinator:
         subscription of its name here and subscribed afresh.
         """
         self._connected = True
-        self._system_info_due = now + self._config.system_info_timeout
+        self._system_info_due = (
+            _NO_DEADLINE if self._config.via_bridge else now + self._config.system_info_timeout
+        )
+        # A resync still to be asked is asked on this connection, so its retrieval covers whatever a gap
+        # before it lost; one asked before it (perhaps retrieving still) does not.
+        self._gap_covered = self._schedule.pending
         self._trigger(self._rules.connected(server, moved_from=moved_from), now)
         self._persist()
 
@@ -198,6 +205,18 @@ class ResyncCoordinator:
             self._persist()
         elif isinstance(event, JmsMissedEvents):
             self._trigger(self._rules.missed_events(event.attributes), now)
+        elif isinstance(event, KeepAliveEvent):
+            trigger = self._rules.keepalive(event.header.os_time)
+            if trigger is not None and self._gap_covered:
+                log.info(
+                    "%s: keep-alives missing across the reconnect (%s); the resync asked on this connection "
+                    "covers them",
+                    self._config.client_id,
+                    trigger.evidence.get("gap", ""),
+                )
+            else:
+                self._trigger(trigger, now)
+            self._persist()
 
     def admit(self, event: DataEvent, now: float, size: int = 0) -> DataEvent | None:
         """Return *event* tagged with its epoch to deliver now, or None if it is held for replay.
@@ -360,9 +379,22 @@ class ResyncCoordinator:
         # (see docs/background.rst, 'The resync rules').
         return self._connected and not self._rules.awaiting_system_info
 
+    def _rules_for(self, baseline: Baseline | None) -> ResyncRules:
+        config = self._config
+        return ResyncRules(
+            self._subscription,
+            baseline,
+            expect_system_info=not config.via_bridge,
+            continuity=config.continuity_check,
+            gap_factor=config.keepalive_gap_factor,
+            keepalive_period=config.keepalive_period,
+        )
+
     def _trigger(self, trigger: Trigger | None, now: float) -> None:
         if trigger is None:
             return
+        if self._connected:
+            self._gap_covered = True  # asked on this connection: its retrieval comes after any gap before it
         log.info(
             "%s: resync needed: %s %s",
             self._config.client_id,

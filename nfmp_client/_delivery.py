@@ -274,7 +274,7 @@ class Delivery:
         if isinstance(event, TerminateClientSession):
             names.append(event.client_id)
         for name in names:
-            if name not in ("", self._config.client_id):
+            if name not in ("", self._config.nfmp_client_id):
                 return name
         return None
 

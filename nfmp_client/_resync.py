@@ -16,6 +16,10 @@ The NFM-P XML API developer guide gives the rules ("Connection monitoring and er
 * the active server changed (``sysPrimaryIp`` changed): :attr:`ResyncReason.SWITCHOVER`;
 * the subscription is not durable and the client was disconnected (nothing was kept for it), or the process
   restarted: :attr:`ResyncReason.SUBSCRIPTION_NOT_DURABLE`;
+* after a reconnect of a durable subscription (or a restart of the application), the first keep-alive is later
+  than the last one before by more than the keep-alive period allows: the subscription did not keep what was
+  sent
+  meanwhile (it was removed or lost, and no server says so): :attr:`ResyncReason.KEEPALIVE_GAP`;
 * after a reconnect, no SystemInfoEvent came within the configured window, so none of the above can be
   ruled out: :attr:`ResyncReason.SERVER_STATE_UNKNOWN` (configurable).
 
@@ -37,6 +41,7 @@ from typing import final
 import attrs
 from attrs import field, frozen
 
+from ._continuity import DEFAULT_GAP_FACTOR, KeepAliveContinuity
 from ._state import Baseline
 
 __all__ = ["Due", "ResyncReason", "ResyncRequest", "ResyncRules", "ResyncSchedule", "Subscription", "Trigger"]
@@ -65,6 +70,10 @@ class ResyncReason(enum.Enum):
     """``sysStartTime`` or ``jmsStartTime`` changed: the server (or its JMS server) restarted."""
     MISSED_EVENTS = "missed-events"
     """The server sent JmsMissedEvents: events for this client were discarded."""
+    KEEPALIVE_GAP = "keepalive-gap"
+    """After a reconnect (or a restart of the application) the first keep-alive came from much later than the
+    last one before it: the durable subscription or queue did not keep what the server sent meanwhile, though
+    no JmsMissedEvents said so (the continuity check: :doc:`background <background>`)."""
     SUBSCRIPTION_NOT_DURABLE = "subscription-not-durable"
     """A non-durable subscription was interrupted (a disconnect or a restart): what was sent meanwhile is
     gone."""
@@ -101,9 +110,11 @@ class Subscription:
     """Whether it is durable."""
     subscription_name: str | None = None
     """The durable subscription's name."""
+    queue: str | None = None
+    """The queue consumed instead of the topic, if any."""
 
 
-_COMPARED = ("topic", "selector", "durable", "subscription_name")
+_COMPARED = ("topic", "selector", "durable", "subscription_name", "queue")
 
 
 @final
@@ -111,18 +122,50 @@ class ResyncRules:
     """Decides, event by event, whether a resync is needed. Not thread-safe: one owner.
 
     Call :meth:`start` once, then :meth:`connected` after each (re)subscription, :meth:`system_info` for each
-    SystemInfoEvent, :meth:`missed_events` for each JmsMissedEvents and :meth:`system_info_overdue` when the
-    window for a SystemInfoEvent after a connect ran out. Each returns the trigger, if the event calls for a
-    resync. :attr:`baseline` is what to persist (it changes when the server's identity does).
+    SystemInfoEvent, :meth:`missed_events` for each JmsMissedEvents, :meth:`keepalive` for each KeepAliveEvent
+    and :meth:`system_info_overdue` when the window for a SystemInfoEvent after a connect ran out. Each
+    returns the trigger, if the event calls for a resync. :attr:`baseline` is what to persist (it changes when
+    the server's identity does, and with each keep-alive).
     """
 
-    def __init__(self, subscription: Subscription, baseline: Baseline | None) -> None:
-        """Judge *subscription* against *baseline*, the one saved by an earlier run (None: none)."""
+    def __init__(
+        self,
+        subscription: Subscription,
+        baseline: Baseline | None,
+        *,
+        expect_system_info: bool = True,
+        continuity: bool = False,
+        gap_factor: float = DEFAULT_GAP_FACTOR,
+        keepalive_period: float | None = None,
+    ) -> None:
+        """Judge *subscription* against *baseline*, the one saved by an earlier run (None: none).
+
+        Args:
+            subscription: The subscription of this run.
+            baseline: The baseline of the last run, or None.
+            expect_system_info: Whether the server greets each connection with a SystemInfoEvent (not through
+            a
+                JMS bridge: NFM-P greets the bridge's connection).
+            continuity: Whether to judge the keep-alives' continuity across reconnects (durable only).
+            gap_factor: How many keep-alive periods a gap may last.
+            keepalive_period: The keep-alive period in seconds; None: learned.
+        """
         self._subscription = subscription
         self._stored = baseline
         self._baseline = self._fresh(baseline)
         self._connections = 0
         self._awaiting_system_info = False
+        self._expect_system_info = expect_system_info
+        self._continuity = (
+            KeepAliveContinuity(
+                factor=gap_factor,
+                period=keepalive_period,
+                last=baseline.last_keepalive if baseline else None,
+                learned=baseline.keepalive_period if baseline else None,
+            )
+            if continuity and subscription.durable
+            else None
+        )
 
     @property
     def baseline(self) -> Baseline:
@@ -178,7 +221,9 @@ class ResyncRules:
         one used now is a new one (whatever the old server kept, the gap was not kept here).
         """
         self._connections += 1
-        self._awaiting_system_info = True
+        self._awaiting_system_info = self._expect_system_info
+        if self._continuity is not None:
+            self._continuity.reconnected()
         self._baseline = attrs.evolve(self._baseline, server=server)
         if moved_from is not None and self._subscription.durable:
             return Trigger(
@@ -229,6 +274,23 @@ class ResyncRules:
             evidence={name: str(value) for name, value in attributes.items() if isinstance(value, str)},
         )
 
+    def keepalive(self, os_time: datetime | None) -> Trigger | None:
+        """Take a KeepAliveEvent's server time: a hole if it is the first after a reconnect, much too late.
+
+        The time is kept in the baseline (persist it before acknowledging the keep-alive: a process that dies
+        before that is judged against an older one, which can only make the gap look longer).
+        """
+        continuity = self._continuity
+        if continuity is None or os_time is None:
+            return None
+        gap = continuity.observe(os_time)
+        self._baseline = attrs.evolve(
+            self._baseline, last_keepalive=continuity.last, keepalive_period=continuity.learned
+        )
+        if gap is None:
+            return None
+        return Trigger(reason=ResyncReason.KEEPALIVE_GAP, evidence=gap.evidence())
+
     def system_info_overdue(self, window: float) -> Trigger | None:
         """Judge the absence of a SystemInfoEvent *window* seconds after the last connection."""
         if not self._awaiting_system_info:
@@ -267,6 +329,7 @@ class ResyncRules:
             selector=subscription.selector,
             durable=subscription.durable,
             subscription_name=subscription.subscription_name,
+            queue=subscription.queue,
             sys_start_time=stored.sys_start_time if stored else None,
             jms_start_time=stored.jms_start_time if stored else None,
             primary_ip=stored.primary_ip if stored else None,
@@ -275,6 +338,8 @@ class ResyncRules:
             in_sync=stored.in_sync if stored else False,
             owed=stored.owed if stored else (),
             owed_evidence=dict(stored.owed_evidence) if stored else {},
+            last_keepalive=stored.last_keepalive if stored else None,
+            keepalive_period=stored.keepalive_period if stored else None,
             last_event_at=stored.last_event_at if stored else None,
         )
 

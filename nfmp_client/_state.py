@@ -135,6 +135,8 @@ class Baseline:
     """Whether the subscription was durable."""
     subscription_name: str | None = None
     """The durable subscription's name."""
+    queue: str | None = None
+    """The queue consumed instead of the topic, if any."""
     sys_start_time: str | None = None
     """``sysStartTime`` of the last SystemInfoEvent (compared as an opaque string)."""
     jms_start_time: str | None = None
@@ -154,6 +156,12 @@ class Baseline:
     and its held events were replayed. A process that dies meanwhile leaves them for the next one."""
     owed_evidence: Mapping[str, str] = field(factory=dict, hash=False)
     """What showed them (old and new ``sysStartTime``, ...), as in :attr:`ResyncRequest.evidence`."""
+    last_keepalive: datetime | None = None
+    """The server time (``MTOSI_osTime``, aware UTC) of the last KeepAliveEvent received: the continuity check
+    judges the first one after a reconnect, or after a restart of the application, against it. Written before
+    that keep-alive is acknowledged."""
+    keepalive_period: float | None = None
+    """The keep-alive period learned from the stream, in seconds (None: not learned yet)."""
     last_event_at: datetime | None = None
     """When the last event was handled (aware UTC)."""
     saved_at: datetime | None = None
@@ -167,6 +175,7 @@ _TYPES: Final[dict[str, tuple[type, ...]]] = {
     "selector": (str,),
     "durable": (bool,),
     "subscription_name": _TEXT,
+    "queue": _TEXT,
     "sys_start_time": _TEXT,
     "jms_start_time": _TEXT,
     "primary_ip": _TEXT,
@@ -175,11 +184,13 @@ _TYPES: Final[dict[str, tuple[type, ...]]] = {
     "in_sync": (bool,),
     "owed": (tuple,),
     "owed_evidence": (dict,),
+    "last_keepalive": (datetime, type(None)),
+    "keepalive_period": (float, int, type(None)),
     "last_event_at": (datetime, type(None)),
     "saved_at": (datetime, type(None)),
 }
 """What a file may hold for each field (JSON has no dates: those are ISO 8601 text in the file)."""
-_DATETIME_FIELDS: Final = frozenset({"last_event_at", "saved_at"})
+_DATETIME_FIELDS: Final = frozenset({"last_keepalive", "last_event_at", "saved_at"})
 
 
 def _to_json(baseline: Baseline) -> dict[str, Any]:

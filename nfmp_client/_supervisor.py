@@ -212,6 +212,9 @@ class Supervisor:
         self._server_index = 0
         self._empty_losses = 0
         self._delivered = False
+        self._standby_on: str | None = (
+            None  # an exclusive consumer subscribed on this server, not handed the queue
+        )
         self._lost_at: float | None = None
         self._last_loss: ConnectionLost | None = None
         self._last_error: BaseException | None = None  # what the last callback that raised raised
@@ -514,12 +517,18 @@ class Supervisor:
         self._phase = _Phase.CONNECTED
         self._preferred = self._server_index
         self._delivered = False
-        self._watchdog.start(now)
         downtime = 0.0 if self._lost_at is None else now - self._lost_at
         attempts = self._series_attempts
         self._series_attempts, self._rounds_failed = 0, 0
         self._counts["connections"] += 1
-        self.resync.connected(str(server), now, moved_from=moved_from)
+        if self._config.exclusive:
+            # A standby until the broker hands this consumer the queue (its first message): its silence is no
+            # fault (heart-beats still watch the path) and nothing it has not received is judged yet.
+            self._standby_on = moved_from or ""
+            log.info("%s: subscribed on %s as a standby (exclusive consumer)", self._config.client_id, server)
+        else:
+            self._watchdog.start(now)
+            self.resync.connected(str(server), now, moved_from=moved_from)
         self._probe_at = (
             now + self._config.primary_check_interval
             if self._config.return_to_primary and self._server_index != 0
@@ -611,6 +620,8 @@ class Supervisor:
     def _take(self, message: Decoded) -> None:
         transport = self._transport
         assert transport is not None  # noqa: S101  # CONNECTED always has one
+        if self._standby_on is not None:
+            self._activate(transport, message.at)
         self._watchdog.observe(message.at)
         self._last_message_at = message.at
         self._delivered = True
@@ -623,6 +634,19 @@ class Supervisor:
             self._redeliver(message.message_id)
         elif isinstance(outcome, Terminate):
             self._terminated(outcome.notice)
+
+    def _activate(self, transport: Transport, now: float) -> None:
+        # The broker handed the queue to this standby: from here on it is watched and judged as any connection
+        # (the continuity check judges what the active instance consumed meanwhile).
+        moved_from, self._standby_on = self._standby_on or None, None
+        log.info("%s: active: %s handed the queue to this consumer", self._config.client_id, transport.server)
+        self._watchdog.start(now)
+        self.resync.connected(str(transport.server), now, moved_from=moved_from)
+
+    @property
+    def standby(self) -> bool:
+        """Whether the client is an exclusive consumer that the broker has not handed the queue yet."""
+        return self._standby_on is not None
 
     def _replay(self, events: list[DataEvent]) -> None:
         # The held events, in order. A handler that raises on one is treated as on the stream: that event
@@ -677,6 +701,7 @@ class Supervisor:
     def _detach(self) -> Transport | None:
         # The current connection stops being the client's: no request waits on it, no watchdog watches it.
         transport, self._transport = self._transport, None
+        self._standby_on = None
         self.resync.disconnected()
         self._watchdog.stop()
         self._probe_at = _INF

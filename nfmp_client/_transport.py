@@ -308,7 +308,7 @@ class StompTransport:
         self._send_with_receipt(
             confirmed,
             lambda receipt: self._conn.subscribe(
-                f"/topic/{config.topic}",
+                config.destination,
                 id=_SUBSCRIPTION_ID,
                 ack="client-individual",
                 headers={
@@ -316,6 +316,7 @@ class StompTransport:
                         selector=config.selector,
                         subscription_name=config.durable_name,
                         prefetch=config.prefetch,
+                        exclusive=config.exclusive,
                     ),
                     "receipt": receipt,
                 },
@@ -524,7 +525,7 @@ class StompTransport:
         conn.set_listener("nfmp", _Listener(self))
         self._conn = conn
         headers = dict(config.stomp_headers)
-        if with_client_id:
+        if with_client_id and config.queue is None:  # a queue's consumers need none (and standbys share one)
             headers.update(config.dialect.connect_headers(config.client_id))
         try:
             with _socket_error_caught() as socket_error:

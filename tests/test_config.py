@@ -260,6 +260,17 @@ class TestClientConfig:
             ({"password": "x"}, "username"),
             ({"filter": "(x = 1"}, "filter"),
             ({"subscription_name": " "}, "subscription_name"),
+            ({"queue": "/queue/Consumer.a.VirtualTopic.t"}, "queue"),
+            ({"queue": "Consumer.a b"}, "queue"),
+            ({"queue": ""}, "queue"),
+            ({"queue": "Consumer.a.VirtualTopic.t", "durable": False}, "durable"),
+            ({"queue": "Consumer.a.VirtualTopic.t", "subscription_name": "x"}, "subscription_name"),
+            ({"exclusive": True}, "exclusive"),
+            ({"exclusive": True, "queue": "Consumer.a.VirtualTopic.t", "dialect": ARTEMIS}, "exclusive"),
+            ({"upstream_client_id": "oss1"}, "upstream_client_id"),
+            ({"upstream_client_id": "o'ss@1"}, "upstream_client_id"),
+            ({"keepalive_gap_factor": 1}, "keepalive_gap_factor"),
+            ({"keepalive_period": 0}, "keepalive_period"),
         ],
     )
     def test_invalid_is_config_error(self, overrides: dict[str, object], field: str) -> None:
@@ -405,6 +416,34 @@ class TestConfigError:
 
         assert str(copy) == str(caught.value)
         assert copy.field == "servers"
+
+
+class TestBridged:
+    def test_a_queue_through_a_bridge(self) -> None:
+        """The queue is the destination, NFM-P's client id (the bridge's) is the selector's and the addressee's,
+        the client id names the state; there is no durable subscription, and no SystemInfoEvent per connection."""
+        bridged = config(
+            client_id="alarms@bridge", queue="Consumer.alarms.VirtualTopic.t", upstream_client_id="oss1@1"
+        )
+
+        assert bridged.destination == "/queue/Consumer.alarms.VirtualTopic.t"
+        assert bridged.nfmp_client_id == "oss1@1"
+        assert "'oss1@1'" in bridged.selector
+        assert "alarms@bridge" not in bridged.selector
+        assert bridged.durable_name is None
+        assert bridged.via_bridge
+
+    def test_direct(self) -> None:
+        direct = config()
+        assert direct.destination == f"/topic/{direct.topic}"
+        assert direct.nfmp_client_id == direct.client_id
+        assert not direct.via_bridge
+
+    def test_exclusive_header(self) -> None:
+        headers = ACTIVEMQ.subscribe_headers(selector="S", subscription_name=None, prefetch=1, exclusive=True)
+        assert headers["activemq.exclusive"] == "true"
+        with pytest.raises(ConfigError):
+            ARTEMIS.subscribe_headers(selector="S", subscription_name=None, prefetch=1, exclusive=True)
 
 
 class TestDialects:

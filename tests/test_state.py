@@ -39,6 +39,9 @@ baselines = st.builds(
     server=st.none() | texts,
     resync_epoch=st.integers(0, 2**63),
     in_sync=st.booleans(),
+    queue=st.none() | texts,
+    last_keepalive=st.none() | times,
+    keepalive_period=st.none() | st.floats(min_value=0.001, max_value=1e6),
     last_event_at=st.none() | times,
 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -950,3 +951,276 @@ def test_events_held_before_a_later_trigger_are_not_replayed_over_its_retrieval(
     assert [(e.attributes["alarmName"], e.header.resync_epoch) for e in rig.handler.of("event")] == [
         ("after", 2)
     ]
+
+
+T0 = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
+
+
+def keepalive(server: MemoryServer, second: float) -> None:
+    """Publish NFM-P's keep-alive of server time T0 + *second* (its MTOSI_osTime)."""
+    message = encode_event(KeepAliveEvent(header=EventHeader(os_time=T0 + timedelta(seconds=second))))
+    server.publish(message.body, message.headers)
+
+
+class TestContinuity:
+    """The continuity check: the first keep-alive after a reconnect, judged against the last one before."""
+
+    def in_sync(self, rig: Rig, *keepalives: float) -> None:
+        """Start, complete the initial resync and learn a 10 s keep-alive period."""
+        rig.start()
+        rig.system_info(rig.a)
+        rig.runner.advance(0.1)
+        for second in keepalives or (0, 10, 20, 30):
+            keepalive(rig.a, second)
+        rig.runner.run_until_idle()
+        assert self.reasons(rig) == [ResyncReason.INITIAL]
+
+    def reasons(self, rig: Rig) -> list[ResyncReason]:
+        return [request.reason for request in rig.handler.of("resync")]
+
+    def away(self, rig: Rig) -> None:
+        rig.a.refuse()
+        rig.a.drop()
+        rig.runner.advance(1.0)
+
+    def back(self, rig: Rig) -> None:
+        """Let the client reconnect (after its backoff) and take the backlog; the SystemInfoEvent is not due yet."""
+        rig.a.accept()
+        while rig.client.state is not ConnectionState.CONNECTED:
+            rig.runner.advance(0.05)
+        rig.runner.run_until_idle()
+
+    def test_a_subscription_removed_while_away_is_one_resync(self, rig: Rig) -> None:
+        """No JmsMissedEvents comes (the broker that lost it is not NFM-P): the keep-alives tell."""
+        self.in_sync(rig)
+        self.away(rig)
+        rig.a.remove_subscription(rig.config.client_id, rig.config.client_id)
+        keepalive(rig.a, 40)  # sent while nothing was kept for the client
+        rig.publish(rig.a, "lost-1")
+        self.back(rig)
+        rig.system_info(rig.a)  # the same server: no restart
+        keepalive(rig.a, 70)
+        rig.publish(rig.a, "after")
+        rig.runner.advance(1.0)
+
+        requests = rig.handler.of("resync")
+        assert self.reasons(rig) == [ResyncReason.INITIAL, ResyncReason.KEEPALIVE_GAP]
+        assert requests[1].evidence["gap"] == "40.0 s"
+        assert requests[1].evidence["keepalive_period"] == "10.0 s"
+
+    def test_a_durable_reconnect_with_a_backlog_is_no_resync(self, rig: Rig) -> None:
+        self.in_sync(rig)
+        self.away(rig)
+        for second in (40, 50, 60, 70):
+            keepalive(rig.a, second)
+            rig.publish(rig.a, f"kept-{second}")
+        self.back(rig)
+        rig.system_info(rig.a)
+        keepalive(rig.a, 80)
+        rig.runner.advance(1.0)
+
+        assert self.reasons(rig) == [ResyncReason.INITIAL]
+        assert rig.handler.names()[-4:] == ["kept-40", "kept-50", "kept-60", "kept-70"]
+
+    def test_a_server_restart_is_one_resync(self, rig: Rig) -> None:
+        """No keep-alives while the server was down, and a new sysStartTime: one request, the restart's."""
+        self.in_sync(rig)
+        self.away(rig)
+        self.back(rig)
+        rig.system_info(rig.a, start="2000")
+        rig.runner.advance(1.0)
+        keepalive(rig.a, 300)
+        rig.runner.advance(1.0)
+
+        assert self.reasons(rig) == [ResyncReason.INITIAL, ResyncReason.SERVER_RESTARTED]
+
+    def test_a_gap_seen_before_the_restarts_system_info_is_coalesced_with_it(self, rig: Rig) -> None:
+        self.in_sync(rig)
+        self.away(rig)
+        self.back(rig)
+        keepalive(rig.a, 300)  # keep-alives may come ahead of other events
+        rig.system_info(rig.a, start="2000")
+        rig.runner.advance(1.0)
+
+        requests = rig.handler.of("resync")
+        assert self.reasons(rig) == [ResyncReason.INITIAL, ResyncReason.SERVER_RESTARTED]
+        assert requests[1].reasons == {ResyncReason.SERVER_RESTARTED, ResyncReason.KEEPALIVE_GAP}
+
+    def test_a_restart_of_the_application_is_judged_against_the_persisted_keepalive(
+        self, tmp_path: Path
+    ) -> None:
+        first = Rig(tmp_path)
+        self.in_sync(first)
+        first.client.stop()
+        first.a.remove_subscription(first.config.client_id, first.config.client_id)
+
+        second = Rig(tmp_path, client_id=first.config.client_id)
+        second.start()
+        second.system_info(second.a)
+        keepalive(second.a, 500)
+        second.runner.advance(1.0)
+
+        assert self.reasons(second) == [ResyncReason.KEEPALIVE_GAP]
+        assert (
+            second.handler.of("resync")[0].evidence["last_keepalive"]
+            == (T0 + timedelta(seconds=30)).isoformat()
+        )
+        second.client.stop()
+
+    def test_a_restart_of_the_application_with_its_backlog_kept_is_no_resync(self, tmp_path: Path) -> None:
+        first = Rig(tmp_path)
+        self.in_sync(first)
+        first.client.stop()
+        keepalive(first.a, 40)  # stored for the durable subscription meanwhile
+
+        second = Rig(tmp_path, client_id=first.config.client_id)
+        second.a = first.a
+        second.broker = first.broker
+        second.client = NfmpClient(
+            second.config, second.handler, clock=first.clock, transport=first.broker, runner=first.runner
+        )
+        second.clock, second.runner = first.clock, first.runner
+        second.start()
+        second.system_info(second.a)
+        keepalive(second.a, 50)
+        second.runner.advance(1.0)
+
+        assert self.reasons(second) == []
+        second.client.stop()
+
+    def test_the_first_start_is_not_judged(self, rig: Rig) -> None:
+        rig.start()
+        rig.system_info(rig.a)
+        keepalive(rig.a, 1000)
+        rig.runner.advance(1.0)
+        assert self.reasons(rig) == [ResyncReason.INITIAL]
+
+    def test_a_non_durable_subscription_is_not_judged(self, make_rig: Callable[..., Rig]) -> None:
+        rig = make_rig(durable=False)
+        self.in_sync(rig)
+        self.away(rig)
+        self.back(rig)
+        rig.system_info(rig.a)
+        keepalive(rig.a, 500)
+        rig.runner.advance(1.0)
+        requests = rig.handler.of("resync")
+        assert self.reasons(rig) == [ResyncReason.INITIAL, ResyncReason.SUBSCRIPTION_NOT_DURABLE]
+        assert ResyncReason.KEEPALIVE_GAP not in requests[1].reasons
+
+    def test_the_check_can_be_turned_off(self, make_rig: Callable[..., Rig]) -> None:
+        rig = make_rig(continuity_check=False)
+        self.in_sync(rig)
+        self.away(rig)
+        rig.a.remove_subscription(rig.config.client_id, rig.config.client_id)
+        self.back(rig)
+        rig.system_info(rig.a)
+        keepalive(rig.a, 500)
+        rig.runner.advance(1.0)
+        assert self.reasons(rig) == [ResyncReason.INITIAL]
+
+
+QUEUE = "Consumer.alarms.VirtualTopic.5620-SAM-topic-xml"
+
+
+class TestQueue:
+    """A queue of a virtual topic that a JMS bridge feeds, instead of a durable topic subscription."""
+
+    def bridged(self, make_rig: Callable[..., Rig], **overrides: Any) -> Rig:
+        return make_rig(queue=QUEUE, upstream_client_id="oss1@1", **overrides)
+
+    def reasons(self, rig: Rig) -> list[ResyncReason]:
+        return [request.reason for request in rig.handler.of("resync")]
+
+    def test_through_a_bridge_no_system_info_event_is_awaited(self, make_rig: Callable[..., Rig]) -> None:
+        """NFM-P greets the bridge's connection, not the client's: neither the first resync nor a reconnect
+        waits for a SystemInfoEvent, and its absence is no unknown state."""
+        rig = self.bridged(make_rig)
+        rig.start()
+        rig.runner.advance(0.1)
+        assert self.reasons(rig) == [ResyncReason.INITIAL]
+
+        rig.a.drop()
+        rig.runner.advance(5 * rig.config.system_info_timeout)
+        rig.publish(rig.a, "after")
+
+        assert rig.client.state is ConnectionState.CONNECTED
+        assert self.reasons(rig) == [ResyncReason.INITIAL]
+        assert rig.handler.names() == ["after"]
+        assert rig.broker.transports[-1].config.destination == f"/queue/{QUEUE}"
+
+    def test_a_queue_deleted_while_away_is_one_keepalive_gap_resync(
+        self, make_rig: Callable[..., Rig]
+    ) -> None:
+        rig = self.bridged(make_rig)
+        rig.start()
+        for second in (0, 10, 20, 30):
+            keepalive(rig.a, second)
+        rig.runner.advance(0.1)
+        rig.a.refuse()
+        rig.a.drop()
+        rig.runner.advance(1.0)
+        rig.a.delete_queue(QUEUE)
+        keepalive(rig.a, 40)  # no queue: not kept
+        rig.a.accept()
+        rig.runner.advance(5.0)
+        keepalive(rig.a, 70)
+        rig.runner.advance(1.0)
+
+        assert self.reasons(rig) == [ResyncReason.INITIAL, ResyncReason.KEEPALIVE_GAP]
+
+    def test_an_exclusive_standby_waits_silently_then_takes_over(self, make_rig: Callable[..., Rig]) -> None:
+        """The standby is neither declared dead by the watchdog nor resynced while it waits; when the active
+        instance goes, it takes the queue, resyncs (its first start) and gets the events the active one left."""
+        active = self.bridged(make_rig, exclusive=True)
+        standby_handler = Recorder(active.clock)
+        standby_runner = ManualRunner(active.clock)
+        standby_config = ClientConfig(
+            **{
+                **{
+                    name: getattr(active.config, name) for name in ("servers", "heartbeats", "retry", "queue")
+                },
+                "client_id": "alarms-b@1",
+                "upstream_client_id": "oss1@1",
+                "exclusive": True,
+                "keepalive_timeout": active.config.keepalive_timeout,
+                "state_dir": active.config.state_dir / "b",  # type: ignore[operator]
+                "resync_coalesce_window": 0.0,
+                "resync_min_interval": 0.0,
+            }
+        )
+        standby = NfmpClient(
+            standby_config,
+            standby_handler,
+            clock=active.clock,
+            transport=active.broker,
+            runner=standby_runner,
+        )
+        active.start()
+        standby.start()
+
+        def both(seconds: float) -> None:
+            for _ in range(int(seconds / 0.1)):
+                active.runner.advance(0.1)
+                standby_runner.run_until_idle()
+
+        both(0.5)
+        for name in ("one", "two"):
+            message = encode_event(named_alarm(name))
+            active.a.publish(message.body, message.headers)
+        both(3 * active.config.keepalive_timeout)
+
+        assert active.handler.names() == ["one", "two"]
+        assert standby_handler.names() == []
+        assert standby_handler.of("resync") == standby_handler.of("lost") == []
+        assert standby.state is ConnectionState.CONNECTED
+
+        active.client.stop()
+        message = encode_event(named_alarm("three"))
+        active.a.publish(message.body, message.headers)
+        for _ in range(20):
+            active.clock.advance(0.1)
+            standby_runner.run_until_idle()
+
+        assert standby_handler.names() == ["three"]
+        assert [r.reason for r in standby_handler.of("resync")] == [ResyncReason.INITIAL]
+        standby.stop()

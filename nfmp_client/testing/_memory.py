@@ -70,6 +70,7 @@ class _Subscription:
         self.stored: deque[_Copy] = deque()
         self.in_flight: dict[str, _Copy] = {}  # ack id -> message, in delivery order
         self.consumer: MemoryTransport | None = None
+        self.waiting: list[MemoryTransport] = []  # a queue's other consumers, in arrival order
 
     def count(self) -> int:
         return len(self.stored) + len(self.in_flight)
@@ -200,7 +201,10 @@ class MemoryServer:
     It keeps durable subscriptions by (client id, subscription name), as ActiveMQ does: messages published
     while the client is away are stored, and messages delivered but not acknowledged when a connection ends go
     back to the front of the store, to be delivered again first. A non-durable subscription lives only as
-    long as its connection. Made by :meth:`MemoryBroker.server`, never directly.
+    long as its connection. A client configured with a ``queue`` consumes that queue, which (like an ActiveMQ
+    virtual topic's queue) exists from its first consumer on and gets a copy of every message published from
+    then on; its consumers take turns as exclusive consumers do (the first one gets everything, the next one
+    when it leaves: no load balancing here). Made by :meth:`MemoryBroker.server`, never directly.
     """
 
     def __init__(self, broker: MemoryBroker, endpoint: BrokerEndpoint) -> None:
@@ -219,6 +223,7 @@ class MemoryServer:
         self._held: list[MemoryTransport] = []
         self._durables: dict[tuple[str, str], _Subscription] = {}
         self._live: list[_Subscription] = []  # the non-durable subscriptions of open connections
+        self._queues: dict[str, _Subscription] = {}
 
     # ------------------------------------------------------------------------------ faults
 
@@ -333,7 +338,7 @@ class MemoryServer:
         with self._lock:
             message_id = self._broker._next_message_id()
             copy = _Copy(message_id=message_id, body=data, headers=dict(headers or {}))
-            subscriptions = [*self._durables.values(), *self._live]
+            subscriptions = [*self._durables.values(), *self._live, *self._queues.values()]
             for subscription in subscriptions:
                 subscription.stored.append(copy)
             for subscription in subscriptions:
@@ -364,6 +369,29 @@ class MemoryServer:
                     f"Durable consumer is in use for client: {client_id} and subscriptionName: {name}"
                 )
             del self._durables[(client_id, name)]
+
+    def queues(self) -> dict[str, int]:
+        """Return the queues: name -> messages stored (undelivered + unacknowledged)."""
+        with self._lock:
+            return {name: queue.count() for name, queue in self._queues.items()}
+
+    def delete_queue(self, name: str) -> None:
+        """Delete a queue and its messages, as an administrator (or a broker that lost its store) would.
+
+        Its consumers stay subscribed to a new, empty queue of the same name.
+
+        Raises:
+            BrokerAdminError: There is no such queue.
+        """
+        with self._lock:
+            queue = self._queues.pop(name, None)
+            if queue is None:
+                raise BrokerAdminError(f"no queue {name!r}")
+            if queue.consumer is not None or queue.waiting:
+                fresh = self._queues[name] = _Subscription("", name)
+                fresh.consumer, fresh.waiting = queue.consumer, queue.waiting
+                for transport in [*([queue.consumer] if queue.consumer else []), *queue.waiting]:
+                    transport._subscription = fresh
 
     def connections(self) -> list[str]:
         """Return the client ids of the open connections (CONNECTED given, not ended), in opening order."""
@@ -409,12 +437,14 @@ class MemoryServer:
             self._end(transport, lost)
             return
         holder = self._open.get(config.client_id)
-        if holder is not None:
+        if holder is not None and config.queue is None:
             in_use = Lost(epoch=transport.epoch, reason=LossReason.CLIENT_ID_IN_USE, detail=_in_use(holder))
             self._end(transport, in_use)
             return
         name = config.durable_name
-        if name is None:
+        if config.queue is not None:
+            subscription = self._queues.setdefault(config.queue, _Subscription("", config.queue))
+        elif name is None:
             subscription = _Subscription(config.client_id, None)
             self._live.append(subscription)
         else:
@@ -422,8 +452,11 @@ class MemoryServer:
             if transport._fresh:
                 self._durables.pop(key, None)
             subscription = self._durables.setdefault(key, _Subscription(config.client_id, name))
-        self._open[config.client_id] = transport
-        subscription.consumer = transport
+        self._open[_key(transport)] = transport
+        if subscription.consumer is None:
+            subscription.consumer = transport
+        else:
+            subscription.waiting.append(transport)  # a queue's next consumer
         transport._subscription = subscription
         transport._state = _State.OPEN
         transport._session = self._broker._next_session()
@@ -450,15 +483,21 @@ class MemoryServer:
     def _end(self, transport: MemoryTransport, lost: Lost | None, *, remove_durable: bool = False) -> None:
         """End *transport*'s connection (reporting *lost*, if any); unacknowledged messages go back."""
         if transport._state is _State.OPEN:
-            if self._open.get(transport.config.client_id) is transport:
-                del self._open[transport.config.client_id]
+            if self._open.get(_key(transport)) is transport:
+                del self._open[_key(transport)]
             subscription = transport._subscription
-            if subscription is not None:
+            if subscription is not None and transport in subscription.waiting:
+                subscription.waiting.remove(transport)
+            elif subscription is not None:
                 subscription.consumer = None
                 returned = [evolve(copy, redelivered=True) for copy in subscription.in_flight.values()]
                 subscription.in_flight.clear()
                 subscription.stored.extendleft(reversed(returned))
-                if subscription.name is None:
+                if transport.config.queue is not None:
+                    if subscription.waiting:  # the queue goes to its next consumer
+                        subscription.consumer = subscription.waiting.pop(0)
+                        self._pump(subscription)
+                elif subscription.name is None:
                     self._live.remove(subscription)
                 elif remove_durable:
                     key = (subscription.client_id, subscription.name)
@@ -486,6 +525,12 @@ class MemoryServer:
         if with_client_id and holder is not None:
             return AttemptFailed(LossReason.CLIENT_ID_IN_USE, _in_use(holder), self.endpoint)
         return None
+
+
+def _key(transport: MemoryTransport) -> str:
+    # Open connections by client id (one each, as ActiveMQ enforces); a queue's consumers send none.
+    config = transport.config
+    return config.client_id if config.queue is None else f"{config.client_id}#{transport.epoch}"
 
 
 def _in_use(holder: MemoryTransport) -> str:
@@ -667,7 +712,7 @@ class MemoryTransport:
             "message-id": copy.message_id,
             "ack": copy.message_id,
             "subscription": _SUBSCRIPTION_ID,
-            "destination": f"/topic/{self.config.topic}",
+            "destination": self.config.destination,
         }
         if copy.redelivered:
             headers["redelivered"] = "true"
