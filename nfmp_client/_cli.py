@@ -411,7 +411,19 @@ def _parser() -> argparse.ArgumentParser:
         "is non-durable and the resync baseline temporary, unless told otherwise.",
     )
     stream = watch.add_argument_group("the stream")
-    stream.add_argument("--topic", default=DEFAULT_TOPIC, help="the topic (default %(default)s)")
+    stream.add_argument(
+        "--topic",
+        default=DEFAULT_TOPIC,
+        help="the topic (default %(default)s); on a JMS bridge's broker its virtual topic, "
+        "VirtualTopic.5620-SAM-topic-xml (never an application's queue: a watch would take its events)",
+    )
+    stream.add_argument(
+        "--upstream-client-id",
+        default=None,
+        metavar="NAME@ID",
+        help="through a JMS bridge: NFM-P's client id, which the bridge holds (the selector and the notices "
+        "are for it)",
+    )
     stream.add_argument(
         "--filter",
         default="",
@@ -662,6 +674,7 @@ def _watch(args: argparse.Namespace, out: TextIO, injected: _Injected) -> int:
             topic=args.topic,
             filter=args.filter,
             durable=args.durable,
+            upstream_client_id=args.upstream_client_id,
             state_dir=state_dir,
             retry=_retry(args, max_attempts=args.max_attempts),
         )

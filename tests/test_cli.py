@@ -293,6 +293,19 @@ def test_watch_is_non_durable_and_leaves_no_subscription(memory: Memory) -> None
     assert memory.server.subscriptions() == {}
 
 
+def test_watch_through_a_bridge_selects_for_nfmps_client_id(memory: Memory) -> None:
+    """--upstream-client-id: the bridge holds NFM-P's client id; the watch selects what is addressed to it."""
+    code, _ = memory.watch(
+        "--topic", "VirtualTopic.5620-SAM-topic-xml", "--upstream-client-id", "oss1@1", "--seconds", "1"
+    )
+
+    assert code == EXIT_OK
+    config = memory.configs[0]
+    assert (config.topic, config.upstream_client_id) == ("VirtualTopic.5620-SAM-topic-xml", "oss1@1")
+    assert "'oss1@1'" in config.selector
+    assert config.queue is None
+
+
 def test_watch_durable_on_request_then_unsubscribe_removes_it(memory: Memory) -> None:
     """--durable leaves a durable subscription that keeps collecting; `unsubscribe` deletes it."""
     code, out = memory.watch("--durable", "--seconds", "5")
