@@ -140,12 +140,14 @@ CONNECTION_LOSSES = {"socket-error", "heartbeat-timeout", "watchdog-expired", "b
 # subscription with the JmsMissedEvents stored in it, and its own resync covers both).
 ANSWERS = {
     "initial": {"initial"},
-    BROKER_KILL: {"server-restarted", "subscription-changed", "server-state-unknown"},
-    SERVER_RESTART: {"server-restarted", "server-state-unknown"},
-    SWITCHOVER: {"switchover", "subscription-changed"},
+    # A fault during which the server's keep-alives were not kept for the client may be named after the gap
+    # they leave (keepalive-gap: the continuity check) when that trigger comes first.
+    BROKER_KILL: {"server-restarted", "subscription-changed", "server-state-unknown", "keepalive-gap"},
+    SERVER_RESTART: {"server-restarted", "server-state-unknown", "keepalive-gap"},
+    SWITCHOVER: {"switchover", "subscription-changed", "keepalive-gap"},
     OVERFLOW: {"missed-events"},
-    SUBSCRIPTION_REMOVED: {"missed-events", "subscription-changed"},
-    TERMINATE: {"missed-events"},
+    SUBSCRIPTION_REMOVED: {"missed-events", "subscription-changed", "keepalive-gap"},
+    TERMINATE: {"missed-events", "keepalive-gap"},
     # The event given up, or never handed over (held, then dropped for a retrieval that covers it): any
     # retrieval after it brings what it says; one that never came shows as a mirror unequal to the truth.
     POISON: {"undeliverable", *(reason.value for reason in ResyncReason)},

@@ -238,7 +238,8 @@ class NfmpClient:
         ``LIVE``: connected, in sync, messages coming. ``SYNCING``: connected, a resync is pending or under
         way. ``STALE``: connected, but nothing came for more than half the keep-alive timeout (the watchdog
         tears the connection down at the full timeout). ``DOWN``: not connected (reconnecting, terminated or
-        stopped), with the last loss or the failure as the reason.
+        stopped), with the last loss or the failure as the reason. ``STANDBY``: an exclusive consumer waiting
+        for the queue, which another instance has.
         """
         supervisor = self._supervisor
         state = supervisor.state
@@ -250,6 +251,12 @@ class NfmpClient:
             elif loss is not None:
                 why += f": {loss.reason.value}: {loss.detail}"
             return Health(status=HealthStatus.DOWN, reason=why, state=state)
+        if supervisor.standby:
+            return Health(
+                status=HealthStatus.STANDBY,
+                reason="a standby: another consumer of the queue is active",
+                state=state,
+            )
         silence = supervisor.since_last_message()
         if silence is not None and silence > self.config.keepalive_timeout / 2:
             return Health(

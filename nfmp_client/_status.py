@@ -166,6 +166,9 @@ class HealthStatus(enum.Enum):
     """Connected, but the server has been silent for more than half the keep-alive timeout."""
     DOWN = "down"
     """Not connected."""
+    STANDBY = "standby"
+    """Connected as an exclusive consumer (``ClientConfig.exclusive``) that the broker has not handed the queue:
+    another instance is active; this one's copy is not kept up to date until it takes over."""
 
 
 @frozen(kw_only=True)

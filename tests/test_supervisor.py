@@ -1199,7 +1199,10 @@ class TestQueue:
         standby.start()
 
         def both(seconds: float) -> None:
-            for _ in range(int(seconds / 0.1)):
+            """Run both for *seconds*, with NFM-P's keep-alive every second (the active one stays alive)."""
+            for step in range(int(seconds / 0.1)):
+                if step % 10 == 0:
+                    keepalive(active.a, active.now)
                 active.runner.advance(0.1)
                 standby_runner.run_until_idle()
 
@@ -1210,9 +1213,14 @@ class TestQueue:
         both(3 * active.config.keepalive_timeout)
 
         assert active.handler.names() == ["one", "two"]
+        assert active.handler.of("lost") == []
         assert standby_handler.names() == []
-        assert standby_handler.of("resync") == standby_handler.of("lost") == []
+        assert (
+            standby_handler.of("resync") == standby_handler.of("lost") == standby_handler.of("system") == []
+        )
         assert standby.state is ConnectionState.CONNECTED
+        assert standby.health().status is HealthStatus.STANDBY
+        assert active.client.health().status is HealthStatus.LIVE
 
         active.client.stop()
         message = encode_event(named_alarm("three"))
@@ -1222,5 +1230,6 @@ class TestQueue:
             standby_runner.run_until_idle()
 
         assert standby_handler.names() == ["three"]
+        assert standby.health().status is not HealthStatus.STANDBY
         assert [r.reason for r in standby_handler.of("resync")] == [ResyncReason.INITIAL]
         standby.stop()

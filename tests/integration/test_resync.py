@@ -602,3 +602,88 @@ def test_a_synchronous_retrieval_does_not_block_the_client(
     finally:
         release.set()
         client.stop()
+
+
+# ------------------------------------------------------------------------------ the continuity check
+
+KEEPALIVES_LEARNED = 1.2  # seconds of the simulator's 0.2 s keep-alives: enough intervals to learn the period
+
+
+def test_a_subscription_lost_while_away_without_jms_missed_events_is_one_keepalive_gap_resync(
+    server: SimulatedServer, broker: BrokerInfo, admin: ActiveMQAdmin, tmp_path: Path
+) -> None:
+    """The issue's reproduction: the durable subscription is removed on the broker while the application is
+    down (an administrator, a broker that lost its store) and nothing says so. Before the continuity check the
+    5 alarms published meanwhile were lost without a resync; now the first keep-alive after the restart is
+    seconds later than the last one before it, and the application resyncs, once."""
+    handler = Resyncing()
+    config = settings(tmp_path)
+    first = started(server, broker, handler, **config)
+    client_id = first.config.client_id
+    time.sleep(KEEPALIVES_LEARNED)
+    first.stop()
+    admin.remove_durable_subscription(client_id, client_id)
+    lost = server.generate(5)
+    server.sync()
+    time.sleep(1.0)  # five keep-alive periods with nothing kept for the client
+
+    second_handler = Resyncing()
+    second = running(
+        config_for(f"{broker.host}:{broker.port}", client_id=client_id, **config), second_handler
+    )
+    try:
+        request = second_handler.next_request()
+        assert request.reason is ResyncReason.KEEPALIVE_GAP
+        assert float(request.evidence["gap"].split()[0]) > 1.0
+        assert float(request.evidence["keepalive_period"].split()[0]) == pytest.approx(0.2, abs=0.05)
+        second_handler.no_request(within=1.5)
+        received = []
+        while not second_handler.events.empty():
+            received.append(second_handler.events.get_nowait())
+        assert not [event for event in received if bare(event) in lost]  # lost: the retrieval brings them
+    finally:
+        second.decommission()
+
+
+def test_a_long_absence_with_the_subscription_kept_needs_no_resync(
+    server: SimulatedServer, broker: BrokerInfo, tmp_path: Path
+) -> None:
+    """Down for 25 keep-alive periods, the subscription kept everything (keep-alives included): the first
+    keep-alive after the restart is one from the gap, so no resync, and the backlog drains."""
+    handler = Resyncing()
+    config = settings(tmp_path)
+    first = started(server, broker, handler, **config)
+    client_id = first.config.client_id
+    time.sleep(KEEPALIVES_LEARNED)
+    first.stop()
+    backlog = server.generate(5)
+    time.sleep(5.0)
+
+    second_handler = Resyncing()
+    second = running(
+        config_for(f"{broker.host}:{broker.port}", client_id=client_id, **config), second_handler
+    )
+    try:
+        assert second_handler.take(5) == backlog
+        second_handler.no_request(within=1.5)
+    finally:
+        second.decommission()
+
+
+def test_a_silent_restart_is_one_resync(server: SimulatedServer, broker: BrokerInfo, tmp_path: Path) -> None:
+    """The server stops sending (no keep-alives: it is going down), then restarts: the gap in the keep-alives
+    and the new sysStartTime come together, and make one request, not two."""
+    handler = Resyncing()
+    client = started(server, broker, handler, retry=PATIENT, **settings(tmp_path, keepalive_timeout=30.0))
+    try:
+        time.sleep(KEEPALIVES_LEARNED)
+        server.silence()
+        time.sleep(1.5)
+        server.restart()
+        server.resume()
+        request = handler.next_request()
+
+        assert request.reason is ResyncReason.SERVER_RESTARTED
+        handler.no_request(within=2.0)
+    finally:
+        client.stop()
