@@ -167,8 +167,8 @@ class HealthStatus(enum.Enum):
     DOWN = "down"
     """Not connected."""
     STANDBY = "standby"
-    """Connected as an exclusive consumer (``ClientConfig.exclusive``) that the broker has not handed the queue:
-    another instance is active; this one's copy is not kept up to date until it takes over."""
+    """Connected as an exclusive consumer (``ClientConfig.exclusive``) that the broker has not handed the
+    queue: another instance is active; this one's copy is not kept up to date until it takes over."""
 
 
 @frozen(kw_only=True)
