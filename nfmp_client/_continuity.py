@@ -75,6 +75,7 @@ class KeepAliveContinuity:
         period: float | None = None,
         last: datetime | None = None,
         learned: float | None = None,
+        every_gap: bool = False,
     ) -> None:
         """Judge gaps longer than *factor* periods.
 
@@ -83,8 +84,10 @@ class KeepAliveContinuity:
             period: The keep-alive period in seconds, if known; None: learned from the stream.
             last: The server time of the last keep-alive seen (from the persisted baseline), if any.
             learned: The period learned by an earlier run (from the persisted baseline), if any; used until
-            this
-                run has learned its own.
+                this run has learned its own.
+            every_gap: Judge every interval, not only the first after a reconnect: for a stream that reaches
+                the client through a JMS bridge, whose own link to the server can fail while the client's
+                stays up (a backlog the server kept keeps the time stamps close together all the same).
 
         Raises:
             ValueError: *factor* is not above 1 or *period* not positive.
@@ -99,6 +102,7 @@ class KeepAliveContinuity:
         self._last = last
         self._intervals: deque[float] = deque(maxlen=_SAMPLES)
         self._judging = last is not None  # the first keep-alive of a run is judged against the last run's
+        self._every_gap = every_gap
 
     @property
     def last(self) -> datetime | None:
@@ -130,12 +134,14 @@ class KeepAliveContinuity:
             return None  # redelivered or reordered: not news (the next one is judged if this was the first)
         interval = (os_time - last).total_seconds()
         self._last = os_time
-        if self._judging:
-            self._judging = False
+        if self._judging or self._every_gap:
             period = self.period
             if period is not None and interval > self._factor * period:
+                self._judging = False
                 return Gap(last=last, first=os_time, period=period, limit=self._factor * period)
-            return None
+            if self._judging:
+                self._judging = False
+                return None  # an interval across a reconnect is no sample
         self._intervals.append(interval)
         if len(self._intervals) >= _MIN_SAMPLES:
             self._learned = statistics.median(self._intervals)

@@ -103,7 +103,10 @@ class ResyncCoordinator:
         self._saved: Baseline | None = None  # the baseline last written (saved_at aside)
         self._by_reason: dict[str, int] = {}
         self._last_event_at: datetime | None = None  # when the last data event came, if since the last write
-        self._gap_covered = False  # a resync asked after this connection opened covers a gap before it
+        # Whether a resync asked since the stream last resumed (a connection, the end of a silence) or since
+        # the last keep-alive covers a gap in the keep-alives: its retrieval comes after what the gap lost.
+        self._gap_covered = False
+        self._heard_at: float | None = None  # when the last message came
 
     # ------------------------------------------------------------------------------------------ reading
 
@@ -174,7 +177,7 @@ class ResyncCoordinator:
         )
         # A resync still to be asked is asked on this connection, so its retrieval covers whatever a gap
         # before it lost; one asked before it (perhaps retrieving still) does not.
-        self._gap_covered = self._schedule.pending
+        self._gap_covered, self._heard_at = self._schedule.pending, now
         self._trigger(self._rules.connected(server, moved_from=moved_from), now)
         self._persist()
 
@@ -193,7 +196,8 @@ class ResyncCoordinator:
             self._system_info_due += seconds
 
     def observe(self, event: SystemEvent, now: float) -> None:
-        """Judge a system event (SystemInfoEvent and JmsMissedEvents matter)."""
+        """Judge a system event (SystemInfoEvent, JmsMissedEvents and KeepAliveEvent matter)."""
+        self._heard(now)
         if isinstance(event, SystemInfoEvent):
             self._system_info_due = _NO_DEADLINE
             trigger = self._rules.system_info(
@@ -209,13 +213,13 @@ class ResyncCoordinator:
             trigger = self._rules.keepalive(event.header.os_time)
             if trigger is not None and self._gap_covered:
                 log.info(
-                    "%s: keep-alives missing across the reconnect (%s); the resync asked on this connection "
-                    "covers them",
+                    "%s: keep-alives missing for %s; the resync asked since covers them",
                     self._config.client_id,
                     trigger.evidence.get("gap", ""),
                 )
             else:
                 self._trigger(trigger, now)
+            self._gap_covered = self._schedule.pending  # a new interval: only what is still due covers it
             self._persist()
 
     def admit(self, event: DataEvent, now: float, size: int = 0) -> DataEvent | None:
@@ -224,6 +228,7 @@ class ResyncCoordinator:
         *size*: the bytes of the message as received, counted against ``hold_limit_bytes`` while held.
         """
         self._last_event_at = utc_now()
+        self._heard(now)
         if not self._holding or self._config.resync_mode is ResyncMode.APPLY_LIVE:
             return _tagged(event, self.epoch)
         config = self._config
@@ -378,6 +383,14 @@ class ResyncCoordinator:
         # first (so nothing falls between the retrieval and the stream), and the identity may add a reason
         # (see docs/background.rst, 'The resync rules').
         return self._connected and not self._rules.awaiting_system_info
+
+    def _heard(self, now: float) -> None:
+        # A message after a silence longer than a keep-alive period: the stream resumed (through a bridge, its
+        # link to the server may have been down). A resync asked before that covers no gap the silence hides.
+        period = self._rules.keepalive_period
+        if self._heard_at is not None and period is not None and now - self._heard_at > period:
+            self._gap_covered = self._schedule.pending
+        self._heard_at = now
 
     def _rules_for(self, baseline: Baseline | None) -> ResyncRules:
         config = self._config

@@ -18,8 +18,9 @@ The NFM-P XML API developer guide gives the rules ("Connection monitoring and er
   restarted: :attr:`ResyncReason.SUBSCRIPTION_NOT_DURABLE`;
 * after a reconnect of a durable subscription (or a restart of the application), the first keep-alive is later
   than the last one before by more than the keep-alive period allows: the subscription did not keep what was
-  sent
-  meanwhile (it was removed or lost, and no server says so): :attr:`ResyncReason.KEEPALIVE_GAP`;
+  sent meanwhile (it was removed or lost, and no server says so): :attr:`ResyncReason.KEEPALIVE_GAP`; through
+  a JMS bridge, any such gap between two keep-alives (the bridge's link to the server failed and what was sent
+  meanwhile was not kept);
 * after a reconnect, no SystemInfoEvent came within the configured window, so none of the above can be
   ruled out: :attr:`ResyncReason.SERVER_STATE_UNKNOWN` (configurable).
 
@@ -144,9 +145,9 @@ class ResyncRules:
             subscription: The subscription of this run.
             baseline: The baseline of the last run, or None.
             expect_system_info: Whether the server greets each connection with a SystemInfoEvent (not through
-            a
-                JMS bridge: NFM-P greets the bridge's connection).
-            continuity: Whether to judge the keep-alives' continuity across reconnects (durable only).
+                a JMS bridge: NFM-P greets the bridge's connection). Through a bridge, every gap between two
+                keep-alives is judged, not only those across the client's own reconnects.
+            continuity: Whether to judge the keep-alives' continuity (durable subscriptions and queues only).
             gap_factor: How many keep-alive periods a gap may last.
             keepalive_period: The keep-alive period in seconds; None: learned.
         """
@@ -162,6 +163,7 @@ class ResyncRules:
                 period=keepalive_period,
                 last=baseline.last_keepalive if baseline else None,
                 learned=baseline.keepalive_period if baseline else None,
+                every_gap=not expect_system_info,
             )
             if continuity and subscription.durable
             else None
@@ -273,6 +275,11 @@ class ResyncRules:
             reason=ResyncReason.MISSED_EVENTS,
             evidence={name: str(value) for name, value in attributes.items() if isinstance(value, str)},
         )
+
+    @property
+    def keepalive_period(self) -> float | None:
+        """The keep-alive period gaps are judged by (configured or learned), or None."""
+        return None if self._continuity is None else self._continuity.period
 
     def keepalive(self, os_time: datetime | None) -> Trigger | None:
         """Take a KeepAliveEvent's server time: a hole if it is the first after a reconnect, much too late.

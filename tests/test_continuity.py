@@ -111,3 +111,13 @@ def test_a_store_that_kept_everything_never_looks_like_a_hole(intervals: list[fl
         learned(check, second)
     check.reconnected()
     assert check.observe(at(second + 40)) is None
+
+
+def test_through_a_bridge_every_gap_is_judged() -> None:
+    """The bridge's link to the server failed while the client's stayed up: the gap shows between two
+    keep-alives of one connection; one kept by the server's store would not."""
+    check = KeepAliveContinuity(every_gap=True)
+    learned(check, 0, 30, 60, 90)
+    assert check.observe(at(200)) == Gap(last=at(90), first=at(200), period=30, limit=75)
+    learned(check, 230, 260)
+    assert check.period == 30

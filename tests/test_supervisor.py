@@ -1233,3 +1233,59 @@ class TestQueue:
         assert standby.health().status is not HealthStatus.STANDBY
         assert [r.reason for r in standby_handler.of("resync")] == [ResyncReason.INITIAL]
         standby.stop()
+
+    def test_through_a_bridge_a_gap_within_one_connection_is_a_resync(
+        self, make_rig: Callable[..., Rig]
+    ) -> None:
+        """The bridge lost NFM-P and its subscription there (nothing kept): the client's own connection stayed up;
+        the keep-alives after the bridge's reconnect are far from the last one before."""
+        rig = make_rig(queue=QUEUE, upstream_client_id="oss1@1")
+        rig.start()
+        for second in (0, 10, 20, 30):
+            keepalive(rig.a, second)
+        rig.runner.advance(60.0)  # the bridge's link is down: nothing at all (the watchdog's 5 s aside)
+        keepalive(rig.a, 90)
+        rig.runner.advance(1.0)
+
+        assert self.reasons(rig) == [ResyncReason.INITIAL, ResyncReason.KEEPALIVE_GAP]
+
+    def test_through_a_bridge_a_server_restart_is_one_resync(self, make_rig: Callable[..., Rig]) -> None:
+        """NFM-P restarted; the bridge resubscribed and NFM-P greeted it: its SystemInfoEvent (new sysStartTime)
+        and the first keep-alive after the gap come through the client's open connection: one request."""
+        rig = make_rig(queue=QUEUE, upstream_client_id="oss1@1", keepalive_timeout=120.0)
+        rig.start()
+        rig.system_info(rig.a, start="1000")
+        for second in (0, 10, 20, 30):
+            keepalive(rig.a, second)
+        rig.runner.advance(1.0)
+        # The first resync came before any SystemInfoEvent (none is awaited through a bridge): the first
+        # identity seen cannot tell whether the server restarted in between.
+        assert self.reasons(rig) == [ResyncReason.INITIAL, ResyncReason.SERVER_STATE_UNKNOWN]
+        rig.runner.advance(60.0)
+        rig.system_info(rig.a, start="2000")
+        rig.runner.advance(0.5)
+        keepalive(rig.a, 100)
+        rig.runner.advance(1.0)
+
+        assert self.reasons(rig)[2:] == [ResyncReason.SERVER_RESTARTED]
+
+    def test_a_resync_asked_before_the_silence_covers_no_gap_after_it(
+        self, make_rig: Callable[..., Rig]
+    ) -> None:
+        """A JmsMissedEvents just before the bridge lost NFM-P: its retrieval came before the events the outage
+        lost, so the gap asks for a resync of its own."""
+        rig = make_rig(queue=QUEUE, upstream_client_id="oss1@1", keepalive_timeout=120.0)
+        rig.start()
+        for second in (0, 10, 20, 30):
+            keepalive(rig.a, second)
+        message = encode_event(JmsMissedEvents(header=EventHeader(client_id="oss1@1")))
+        rig.a.publish(message.body, message.headers)
+        rig.runner.advance(60.0)
+        keepalive(rig.a, 100)
+        rig.runner.advance(1.0)
+
+        assert self.reasons(rig) == [
+            ResyncReason.INITIAL,
+            ResyncReason.MISSED_EVENTS,
+            ResyncReason.KEEPALIVE_GAP,
+        ]
