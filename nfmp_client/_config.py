@@ -641,12 +641,12 @@ class ClientConfig:
 
     @property
     def nfmp_client_id(self) -> str:
-        """NFM-P's client id for this client: *upstream_client_id*, else *client_id*."""
+        """NFM-P's client id for this client (*upstream_client_id*, else *client_id*)."""
         return self.upstream_client_id or self.client_id
 
     @property
     def destination(self) -> str:
-        """The STOMP destination subscribed to: ``/queue/<queue>`` or ``/topic/<topic>``."""
+        """The STOMP destination subscribed to (``/queue/<queue>`` or ``/topic/<topic>``)."""
         return f"/queue/{self.queue}" if self.queue is not None else f"/topic/{self.topic}"
 
     @property

@@ -2,7 +2,7 @@
 
 A message that was handled but whose acknowledgement did not reach the broker (the link died in between) is
 delivered again after the reconnect. ActiveMQ puts no ``redelivered`` header on durable-topic redeliveries, so
-the only clue is the ``message-id`` (broker.md section 4.5). The window is bounded: memory stays constant
+the only clue is the ``message-id``. The window is bounded: memory stays constant
 however long the client runs.
 """
 
