@@ -9,7 +9,15 @@ limits stay on (``huge_tree=False``). Every way a message can be wrong ends in :
 which keeps the payload.
 
 Header properties come from the STOMP frame headers first (that is where NFM-P's JMS properties arrive) and
-from the copy in the SOAP ``<header>`` element where the frame does not carry them.
+from the copy in the SOAP ``<header>`` element where the frame does not carry them, or carries them damaged.
+
+Text that crossed ActiveMQ's OpenWire (a JMS bridge from NFM-P's JMS server into the broker the client reads
+over STOMP) arrives with every character outside the Basic Multilingual Plane written as CESU-8: each half of
+its UTF-16 surrogate pair as three bytes (``ed a0 b4 ed b4 9e`` for U+1D11E, not ``f0 9d 84 9e``), which no
+UTF-8 decoder accepts. The decoder rewrites such pairs as UTF-8 and parses again; it looks for them only in
+a body the XML parser refused, so ordinary messages pay nothing. The same path replaces each half of such a
+character in a JMS property with U+FFFD, beyond repair: in a body that held such pairs, a frame header value
+with U+FFFD gives way to its SOAP copy.
 
 Which parts of the layout Nokia's guide documents, and which come from IBM's ``alu5620sam_datastage`` or are
 our reading: see docs/background.rst, 'Event messages', and docs/events.rst.
@@ -17,7 +25,9 @@ our reading: see docs/background.rst, 'Event messages', and docs/events.rst.
 
 from __future__ import annotations
 
+import codecs
 import copy
+import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Final
@@ -82,6 +92,16 @@ _OS_TIME = "MTOSI_osTime"
 # The frame headers that are NFM-P header properties: these prefixes, and eventName.
 _PROPERTY_PREFIXES: Final = ("ALA_", "MTOSI_")
 
+# CESU-8: a UTF-16 surrogate as three bytes, ED A0-AF xx (high half) or ED B0-BF xx (low half). UTF-8 never
+# has ED followed by A0-BF, so such bytes in a UTF-8 document are always this (or damage).
+_CESU8_LEAD: Final = b"\xed"
+# A pair (group 1) or a lone half. The common literal first keeps the scan fast (a memchr-like search).
+_CESU8_SURROGATE: Final = re.compile(
+    rb"\xed(?:([\xa0-\xaf][\x80-\xbf]\xed[\xb0-\xbf][\x80-\xbf])|[\xa0-\xbf][\x80-\xbf])"
+)
+_XML_ENCODING: Final = re.compile(rb"""<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_REPLACEMENT: Final = "\ufffd"
+
 # lxml parsers may be shared between threads: each thread gets its own libxml2 parser context.
 _PARSER: Final = etree.XMLParser(
     resolve_entities=False,
@@ -127,24 +147,32 @@ class EventCodec:
     def decode(self, headers: Mapping[str, str], body: bytes | str) -> Event:
         """Turn one received message into an event.
 
+        A UTF-8 body with characters written as CESU-8 surrogate pairs (text that crossed ActiveMQ's
+        OpenWire) is read as the UTF-8 it stands for.
+
         Args:
             headers: The STOMP frame headers as received.
-            body: The frame body; ``str`` bodies (stomp.py decodes by default) are read as UTF-8.
+            body: The frame body, best as ``bytes``; ``str`` bodies (stomp.py decodes by default) are read
+                as UTF-8, but stomp.py's decoding has already replaced the bytes of CESU-8 pairs with U+FFFD.
 
         Returns:
             The event. Event elements this version does not model become :class:`~nfmp_client.UnknownEvent`.
 
         Raises:
-            MalformedMessage: The body is too large, not well-formed XML, declares a DTD, is not an NFM-P SOAP
-                event, or has fields that cannot be read. The exception carries the payload and headers.
+            MalformedMessage: The body is too large, not well-formed XML (a lone surrogate included), declares
+                a DTD, is not an NFM-P SOAP event, or has fields that cannot be read. The exception carries
+                the payload (as received) and headers.
         """
         payload = _as_bytes(body, headers)
+        repaired = False
         try:
             root = _parse_hardened(payload, self.max_message_bytes, "message body")
         except _Invalid as exc:
-            raise MalformedMessage(str(exc), payload=payload, headers=headers) from exc.__cause__
+            # Only a body the parser refused can hold CESU-8: ordinary messages never pay for a look.
+            root = self._parse_cesu8(payload, headers, exc)
+            repaired = True
         try:
-            return _decode_envelope(root, headers)
+            return _decode_envelope(root, headers, repaired)
         except _Invalid as exc:
             raise MalformedMessage(str(exc), payload=payload, headers=headers) from None
         except (ValueError, TypeError, OverflowError, RecursionError, UnicodeError) as exc:
@@ -152,6 +180,18 @@ class EventCodec:
             # turn into an error that stops the stream.
             reason = f"a field cannot be read: {type(exc).__name__}: {str(exc)[:200]}"
             raise MalformedMessage(reason, payload=payload, headers=headers) from exc
+
+    def _parse_cesu8(self, payload: bytes, headers: Mapping[str, str], refusal: _Invalid) -> etree._Element:
+        """Parse a refused *payload* again, its CESU-8 pairs as UTF-8; MalformedMessage if that is not it."""
+        try:
+            document = payload
+            if isinstance(refusal.__cause__, etree.XMLSyntaxError) and payload.find(_CESU8_LEAD) >= 0:
+                document = _from_cesu8(payload)
+            if document is payload:
+                raise refusal
+            return _parse_hardened(document, self.max_message_bytes, "message body")
+        except _Invalid as exc:
+            raise MalformedMessage(str(exc), payload=payload, headers=headers) from exc.__cause__
 
     def encode(self, event: Event) -> EncodedMessage:
         """Turn an event into the headers and body NFM-P would send for it.
@@ -221,6 +261,36 @@ def _as_bytes(body: bytes | str, headers: Mapping[str, str]) -> bytes:
         ) from None
 
 
+def _from_cesu8(payload: bytes) -> bytes:
+    """Rewrite CESU-8 surrogate pairs in a UTF-8 document as UTF-8 (raises _Invalid on a lone surrogate).
+
+    A document the parser reads in another encoding, or without such bytes, comes back as it is.
+    """
+    if _CESU8_SURROGATE.search(payload) is None or not _read_as_utf8(payload):
+        return payload
+    return _CESU8_SURROGATE.sub(_surrogate_pair_to_utf8, payload)
+
+
+def _surrogate_pair_to_utf8(match: re.Match[bytes]) -> bytes:
+    if match.group(1) is None:
+        half = ord(match.group().decode("utf-8", "surrogatepass"))
+        raise _Invalid(
+            f"not well-formed UTF-8: a lone UTF-16 surrogate U+{half:04X} (CESU-8 bytes "
+            f"{match.group().hex(' ')} at byte {match.start()}) that pairs with no other"
+        )
+    pair = match.group().decode("utf-8", "surrogatepass")  # two surrogate code points
+    return pair.encode("utf-16-le", "surrogatepass").decode("utf-16-le").encode("utf-8")
+
+
+def _read_as_utf8(payload: bytes) -> bool:
+    """Whether the XML parser reads *payload* as UTF-8 (XML 1.0, Appendix F: byte-order mark, declaration)."""
+    head = payload[3:259] if payload.startswith(codecs.BOM_UTF8) else payload[:256]
+    if head.startswith(b"<?xml"):
+        declared = _XML_ENCODING.match(head)
+        return declared is None or declared.group(1).lower() in (b"utf-8", b"utf8")
+    return not head.startswith((codecs.BOM_UTF16_BE, codecs.BOM_UTF16_LE)) and b"\x00" not in head[:4]
+
+
 def _parse_hardened(payload: bytes, max_bytes: int, noun: str) -> etree._Element:
     """Parse *payload* with the hardened parser: size limit first, DTDs refused (raises _Invalid).
 
@@ -278,7 +348,7 @@ def _pop_text(fields: dict[str, AttributeValue], name: str) -> str | None:
     raise _Invalid(f"field {name!r} must be text, not a structure")
 
 
-def _decode_envelope(root: etree._Element, stomp_headers: Mapping[str, str]) -> Event:
+def _decode_envelope(root: etree._Element, stomp_headers: Mapping[str, str], repaired: bool = False) -> Event:
     if root.tag != _ENVELOPE:
         raise _Invalid(f"root element is {root.tag!r}, expected a SOAP 1.1 Envelope ({SOAP_NAMESPACE})")
     soap_header = soap_body = None
@@ -297,13 +367,16 @@ def _decode_envelope(root: etree._Element, stomp_headers: Mapping[str, str]) -> 
         if name.startswith(_PROPERTY_PREFIXES) or name == _EVENT_NAME
     }
     if soap_header is not None:
+        # A frame value with U+FFFD lost characters on the way (see the module's docstring). Only worth a look
+        # in a body that had CESU-8 pairs: the SOAP copy of such a value has them too.
+        damaged = repaired and _REPLACEMENT in "".join(properties.values())
         for api_header in soap_header:
             if api_header.tag == _API_HEADER:
                 for prop in api_header:
                     tag: str = prop.tag  # type: ignore[assignment]  # see _fields
                     if tag[:_API_LEN] == _API:
                         name = tag[_API_LEN:]
-                        if name not in properties:
+                        if name not in properties or (damaged and _REPLACEMENT in properties[name]):
                             properties[name] = prop.text or ""
                 break
     header = _make_header(properties, stomp_headers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import re
 import threading
 from datetime import datetime, timezone
 
@@ -70,6 +71,30 @@ NOKIA_JMS_MISSED_EVENTS = b"""<SOAP:Envelope xmlns:SOAP="http://schemas.xmlsoap.
 </SOAP:Body>
 </SOAP:Envelope>
 """
+
+
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+def cesu8(text: str) -> bytes:
+    """*text* as ActiveMQ's OpenWire writes a TextMessage: each UTF-16 code unit on its own (CESU-8)."""
+
+    def halves(match: re.Match[str]) -> str:
+        offset = ord(match.group()) - 0x10000
+        return chr(0xD800 + (offset >> 10)) + chr(0xDC00 + (offset & 0x3FF))
+
+    return _ASTRAL.sub(halves, text).encode("utf-8", "surrogatepass")
+
+
+def activemq_property(value: str) -> str:
+    """*value* of a JMS property as it arrives after ActiveMQ's OpenWire: each surrogate half as U+FFFD."""
+    return _ASTRAL.sub("\ufffd\ufffd", value)
+
+
+def measured_repair(body: bytes) -> bytes:
+    """The repair verified on every message that crossed ActiveMQ's OpenWire (the oracle of these tests)."""
+    text = body.decode("utf-8", "surrogatepass").encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+    return text.encode("utf-8")
 
 
 def received(event: Event, headers: dict[str, str]) -> Event:
@@ -337,6 +362,97 @@ class TestHeaderProperties:
 
         assert isinstance(event, ObjectDeletion)
         assert event.object_full_name == "Zürich"
+
+
+# Text with characters outside the Basic Multilingual Plane, at least one of them.
+astral_text = st.builds(
+    lambda head, astral, tail: head + astral + tail,
+    st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Cn")), max_size=10),
+    st.text(
+        st.characters(min_codepoint=0x10000, exclude_categories=("Cs", "Cc", "Cn")), min_size=1, max_size=5
+    ),
+    st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Cn")), max_size=10),
+)
+
+
+class TestCesu8:
+    """Text that crossed ActiveMQ's OpenWire (a JMS bridge): CESU-8 bodies, properties with U+FFFD."""
+
+    def test_the_bytes_activemq_sends(self) -> None:
+        """U+1D11E written as ed a0 b4 ed b4 9e decodes as the character."""
+        body = soap("<fileAvailableEvent><fileName>clef-\U0001d11e.xml</fileName></fileAvailableEvent>")
+        bridged = cesu8(body.decode())
+        assert b"clef-\xed\xa0\xb4\xed\xb4\x9e.xml" in bridged
+
+        event = decode_message({}, bridged)
+
+        assert isinstance(event, FileAvailableEvent)
+        assert event.file_name == "clef-\U0001d11e.xml"
+
+    @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=150)
+    @given(events)
+    def test_any_event_decodes_as_its_utf8_form(self, event: Event) -> None:
+        """Any event, its body in CESU-8 and its properties as ActiveMQ delivers them, decodes to the event."""
+        message = encode_event(event)
+        body = cesu8(message.body.decode())
+        headers = {name: activemq_property(value) for name, value in message.headers.items()}
+        assert measured_repair(body) == message.body
+
+        assert decode_message(headers, body) == received(event, headers)
+
+    @settings(max_examples=150)
+    @given(astral_text, astral_text, astral_text)
+    def test_astral_text_everywhere_decodes(self, full_name: str, object_name: str, client_id: str) -> None:
+        """Characters outside the BMP in body fields and in properties come back whole."""
+        event = AlarmStatusChange(
+            header=EventHeader(
+                event_name="AlarmStatusChange", client_id=client_id, extra={"MTOSI_objectName": object_name}
+            ),
+            object_full_name=full_name,
+            attributes={"additionalText": full_name + object_name},
+        )
+        message = encode_event(event)
+        headers = {name: activemq_property(value) for name, value in message.headers.items()}
+
+        decoded = decode_message(headers, cesu8(message.body.decode()))
+
+        assert decoded == received(event, headers)
+        assert decoded == received(decode_message(message.headers, message.body), headers)
+
+    def test_only_damaged_frame_values_give_way(self) -> None:
+        """In a bridged message, a frame value with U+FFFD yields to its SOAP copy; other frame values win."""
+        body = cesu8(
+            soap(
+                "<keepAliveEvent/>",
+                "<MTOSI_objectName>port-\U0001f600</MTOSI_objectName><ALA_category>GENERAL</ALA_category>",
+            ).decode()
+        )
+        frame = {"MTOSI_objectName": "port-\ufffd\ufffd", "ALA_category": "FAULT"}
+
+        event = decode_message(frame, body)
+
+        assert event.header.extra == {"MTOSI_objectName": "port-\U0001f600"}
+        assert event.header.category == "FAULT"
+        assert event.header.stomp_headers == frame
+
+    def test_replacement_characters_of_an_ordinary_message_are_kept(self) -> None:
+        """Without CESU-8 in the body, the frame wins as always, U+FFFD and all."""
+        body = soap("<keepAliveEvent/>", "<MTOSI_objectName>port-\U0001f600</MTOSI_objectName>")
+
+        event = decode_message({"MTOSI_objectName": "port-\ufffd"}, body)
+
+        assert event.header.extra == {"MTOSI_objectName": "port-\ufffd"}
+
+    def test_payload_is_kept_as_received(self) -> None:
+        """A bridged message that is malformed for another reason keeps its bytes as they arrived."""
+        body = cesu8(
+            soap("<objectCreationEvent/>", "<MTOSI_objectName>\U0001f600</MTOSI_objectName>").decode()
+        )
+
+        with pytest.raises(MalformedMessage, match="exactly one object element") as info:
+            decode_message({}, body)
+
+        assert info.value.payload is body
 
 
 class TestMalformed:

@@ -156,6 +156,47 @@ class TestEncodings:
         """Invalid UTF-8 inside a text node is refused."""
         refuse(soap("<fileAvailableEvent><fileName>X</fileName></fileAvailableEvent>").replace(b"X", junk))
 
+    @pytest.mark.parametrize(
+        ("junk", "half"),
+        [
+            (b"\xed\xa0\xb4", "U+D834"),  # a high half alone
+            (b"\xed\xb4\x9e", "U+DD1E"),  # a low half alone
+            (b"\xed\xb4\x9e\xed\xa0\xb4", "U+DD1E"),  # both halves, in the wrong order
+            (b"\xed\xa0\xb4\xed\xa0\xb4\xed\xb4\x9e", "U+D834"),  # a high half, then a pair
+        ],
+        ids=["high", "low", "reversed", "high-then-pair"],
+    )
+    def test_lone_surrogate_is_malformed(self, junk: bytes, half: str) -> None:
+        """A CESU-8 surrogate that pairs with no other is refused, with the half and where it is."""
+        body = soap("<fileAvailableEvent><fileName>X</fileName></fileAvailableEvent>").replace(b"X", junk)
+
+        error = refuse(body, f"lone UTF-16 surrogate {half}")
+
+        assert f"at byte {body.index(junk)}" in error.reason
+        assert error.payload is body
+
+    def test_cesu8_in_another_declared_encoding_is_not_rewritten(self) -> None:
+        """Bytes that look like CESU-8 in a document declared ISO-8859-1 are that encoding's characters."""
+        deletion = (
+            "<objectDeletionEvent><objectFullName>\xed\xa0\xb4\x01</objectFullName></objectDeletionEvent>"
+        )
+        body = (
+            '<?xml version="1.0" encoding="ISO-8859-1"?>' + ENVELOPE.format(header="", body=deletion)
+        ).encode("latin-1")
+
+        error = refuse(body, "not well-formed")  # by the control character U+0001
+
+        assert "surrogate" not in error.reason
+
+    def test_repaired_document_is_still_hardened(self) -> None:
+        """A DTD in a CESU-8 document is refused after the repair, and the size limit comes first."""
+        doctype = '<!DOCTYPE x [<!ENTITY e "\xed\xa0\xb4\xed\xb4\x9e">]>'.encode("latin-1")
+        body = doctype + soap("<fileAvailableEvent><fileName>&e;</fileName></fileAvailableEvent>")
+
+        refuse(body, "declares a DTD")
+        with pytest.raises(MalformedMessage, match="exceeds the limit of 100 bytes"):
+            EventCodec(max_message_bytes=100).decode({}, body)
+
     def test_utf16_with_bom_is_valid_xml(self) -> None:
         """A UTF-16 document with a byte-order mark is legitimate XML and decodes."""
         body = ('<?xml version="1.0" encoding="UTF-16"?>' + soap("<keepAliveEvent/>").decode()).encode(

@@ -1,9 +1,15 @@
 """SimulatedServer: an NFM-P server on the wire, on top of a real ActiveMQ broker.
 
 It publishes what NFM-P publishes (events encoded by the library's own codec, on the NFM-P topics, persistent
-so durable subscribers keep them), sends keep-alives, answers every new subscriber with a SystemInfoEvent
+so durable subscribers keep them), sends keep-alives (in the same stream, stored for an absent durable
+subscriber like any event, unless told otherwise), answers every new subscriber with a SystemInfoEvent
 addressed to its client id, and plays the scenarios of Nokia's resync rules on demand: restart, activity
 switch, missed events, overflow, terminated session, hung server.
+
+It can also publish into ActiveMQ virtual topics (``VirtualTopic.5620-SAM-topic-xml``: what a JMS bridge
+from NFM-P's JMS server may feed), whose consumers read queues
+(``Consumer.<name>.VirtualTopic.5620-SAM-topic-xml``; see the ActiveMQ documentation, "Virtual
+Destinations").
 
 New subscribers are seen the way the broker sees them: through ActiveMQ's advisory topics, which are readable
 over STOMP (``ActiveMQ.Advisory.Connection`` gives each connection's client id, and
@@ -63,6 +69,7 @@ NFMP_TOPICS: Final = (
 )
 """The NFM-P event topics: all events, then by kind (fault, general, file, stats), then the filtered one."""
 MAIN_TOPIC: Final = NFMP_TOPICS[0]
+_VIRTUAL_TOPIC: Final = "VirtualTopic."  # ActiveMQ's default prefix of virtual topics
 
 _SYNC_DESTINATION = "/topic/nfmp-simulator.sync"  # nobody listens: only the receipt matters
 _RETRY_PAUSE = 0.2  # seconds between connection attempts
@@ -159,6 +166,7 @@ class SimulatedServer:
         seed: int = 0,
         identity: ServerIdentity | None = None,
         keepalive_interval: float = 30.0,
+        keepalive_persistent: bool = True,
         topics: Sequence[str] = NFMP_TOPICS,
         client_id: str = "nfmp-simulator",
         username: str | None = None,
@@ -178,7 +186,16 @@ class SimulatedServer:
             seed: The seed of the event generator.
             identity: The server identity; started now at ``192.0.2.10`` when None.
             keepalive_interval: Seconds between KeepAliveEvents on every topic; 0 turns them off.
-            topics: The topics to serve (keep-alives go to each).
+            keepalive_persistent: True: keep-alives are persistent without expiry, stored for an absent
+                durable subscriber like any event (the model of NFM-P followed here: its keep-alives travel
+                in the event stream). False: non-persistent, expiring after four intervals, for a server that
+                does not store keep-alives for absent subscribers (a durable subscriber back from an absence
+                finds none from it).
+            topics: The topics to serve (keep-alives go to each): NFM-P topics, or ActiveMQ virtual topics
+                named after them (``VirtualTopic.5620-SAM-topic-xml``). The welcome (a SystemInfoEvent when a
+                subscriber appears) follows the broker's advisories of topic subscriptions: a subscriber on
+                the virtual topic itself is welcomed, a consumer of one of its queues is not (through a JMS
+                bridge, NFM-P welcomes the bridge's subscription, not each application behind it).
             client_id: The simulator's own client id on the broker (never closed by the scenarios).
             username: STOMP login, if the broker needs one.
             password: STOMP passcode (never logged).
@@ -189,10 +206,11 @@ class SimulatedServer:
             raise ValueError(
                 "intervals must be positive (keepalive_interval may be 0 to turn keep-alives off)"
             )
-        unknown = set(topics) - set(NFMP_TOPICS)
+        unknown = {topic for topic in topics if _nfmp_topic(topic) not in NFMP_TOPICS}
         if unknown or not topics:
             raise ValueError(
-                f"topics must be NFM-P topics among {NFMP_TOPICS}, got {sorted(unknown) or topics}"
+                f"topics must be NFM-P topics among {NFMP_TOPICS} or virtual topics named after them "
+                f"({_VIRTUAL_TOPIC}<topic>), got {sorted(unknown) or topics}"
             )
         self._host, self._port = host, port
         self._admin = admin
@@ -205,6 +223,7 @@ class SimulatedServer:
         self._model = model
         self._identity = identity or ServerIdentity.started_at(_utc_now())
         self._keepalive_interval = keepalive_interval
+        self._keepalive_persistent = keepalive_persistent
         self._topics = tuple(topics)
         self._client_id = client_id
         self._credentials = (username, password)
@@ -663,7 +682,7 @@ class SimulatedServer:
 
     def _topics_for(self, event: Event) -> tuple[str, ...]:
         wanted = {MAIN_TOPIC, _CATEGORY_TOPICS.get(event.header.category, "5620-SAM-topic-xml-general")}
-        return tuple(t for t in self._topics if t in wanted) or (self._topics[0],)
+        return tuple(t for t in self._topics if _nfmp_topic(t) in wanted) or (self._topics[0],)
 
     def _client_topics(self, client_id: str) -> tuple[str, ...]:
         topics = {sub.topic for sub in self._subscribers.values() if sub.client_id == client_id}
@@ -677,10 +696,10 @@ class SimulatedServer:
         headers = dict(message.headers)
         if client_id is not None:
             headers["ALA_clientId"] = client_id
-        persistent = not isinstance(event, KeepAliveEvent)
+        persistent = self._keepalive_persistent or not isinstance(event, KeepAliveEvent)
         headers["persistent"] = "true" if persistent else "false"
         if not persistent and self._keepalive_interval > 0:
-            # Keep-alives are news only while fresh: they must not pile up for offline durable subscribers.
+            # Keep-alives as news only while fresh: they do not pile up for offline durable subscribers.
             headers["expires"] = str(int(time.time() * 1000 + 4000 * self._keepalive_interval))
         conn = self._connection()
         for topic in topics:
@@ -884,8 +903,10 @@ class SimulatedServer:
         return None if self._reconnect() else time.monotonic() + _RETRY_PAUSE
 
     def _send_keepalives(self) -> None:
-        event = KeepAliveEvent(header=self._system_header("KeepAliveEvent", ""))
         with self._lock:
+            # Stamped (MTOSI_osTime) once the lock and the connection are there: the time it is sent.
+            self._connection()
+            event = KeepAliveEvent(header=self._system_header("KeepAliveEvent", ""))
             self._send(event, self._topics)
 
     def _welcome(self, sub: Subscriber) -> None:
@@ -964,6 +985,11 @@ class SimulatedServer:
             selector,
         )
         return [sub]
+
+
+def _nfmp_topic(topic: str) -> str:
+    """Return the NFM-P topic that *topic* is, or that the virtual topic *topic* is named after."""
+    return topic.removeprefix(_VIRTUAL_TOPIC)
 
 
 def _consumer_key(consumer: dict[str, Any]) -> str:

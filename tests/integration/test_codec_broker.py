@@ -12,11 +12,12 @@ import pytest
 import stomp
 from hypothesis import HealthCheck, given, settings
 
-from nfmp_client import Event, KeepAliveEvent
+from nfmp_client import Event, EventHeader, FileAvailableEvent, KeepAliveEvent
 from nfmp_client.codec import decode_message, encode_event
 
 from ..conftest import BrokerInfo
 from ..strategies import events
+from ..test_codec import cesu8, received
 
 TOPIC = "/topic/5620-SAM-topic-xml"
 pytestmark = pytest.mark.integration
@@ -39,7 +40,8 @@ def link(broker: BrokerInfo) -> Iterator[tuple[stomp.Connection12, stomp.Connect
     """A durable subscriber (client-individual ack) and a publisher on the session broker."""
     client_id = f"codec-{uuid.uuid4().hex[:8]}@1"
     inbox = Inbox()
-    consumer = stomp.Connection12(broker.hosts, heartbeats=(2000, 2000))
+    # Bodies stay bytes, as the client's transport reads them.
+    consumer = stomp.Connection12(broker.hosts, heartbeats=(2000, 2000), auto_decode=False)
     consumer.set_listener("inbox", inbox)
     consumer.connect(wait=True, headers={"client-id": client_id})
     consumer.subscribe(
@@ -89,3 +91,21 @@ def test_properties_arrive_as_stomp_headers(
     assert frame.headers["MTOSI_objectType"] == ""
     assert {"message-id", "destination", "subscription"} <= set(frame.headers)
     assert decoded.header.stomp_headers["destination"] == TOPIC
+
+
+def test_a_cesu8_body_decodes_after_the_broker(
+    link: tuple[stomp.Connection12, stomp.Connection12, Inbox],
+) -> None:
+    """A body as ActiveMQ's OpenWire writes it (CESU-8), sent as raw bytes, arrives unchanged and decodes."""
+    consumer, producer, inbox = link
+    event = FileAvailableEvent(
+        header=EventHeader(event_name="FileAvailableEvent"), file_name="clef-\U0001d11e-\U0001f600.xml"
+    )
+    message = encode_event(event)
+    body = cesu8(message.body.decode())
+    producer.send(TOPIC, body, headers={**message.headers, "persistent": "true"})
+    frame = inbox.frames.get(timeout=10)
+    consumer.ack(frame.headers["ack"])
+
+    assert frame.body == body
+    assert decode_message(frame.headers, frame.body) == received(event, frame.headers)

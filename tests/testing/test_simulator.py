@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +212,141 @@ class TestServing:
         server.resume()
 
         assert used < 0.2
+
+
+class TestKeepAlives:
+    def test_each_keepalive_is_stamped_with_its_send_time(self, server: SimulatedServer, oss: Oss) -> None:
+        """MTOSI_osTime of every keep-alive is the moment it went out: just before the broker took it."""
+        oss.connect(durable=False)
+        server.wait_for_subscriber(oss.client_id)
+
+        keepalives = [e for _, e in _collect(oss, 1.0) if isinstance(e, KeepAliveEvent)]
+
+        assert len(keepalives) >= 3
+        for event in keepalives:
+            assert event.header.os_time is not None
+            sent_ms = int(event.header.os_time.timestamp() * 1000)
+            assert 0 <= int(event.header.stomp_headers["timestamp"]) - sent_ms < 500
+        stamps = [e.header.os_time for e in keepalives if e.header.os_time is not None]
+        assert stamps == sorted(stamps)
+
+    @pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "not-persistent"])
+    def test_keepalives_for_an_away_durable_subscriber(
+        self, broker: BrokerInfo, admin: ActiveMQAdmin, oss: Oss, persistent: bool
+    ) -> None:
+        """Persistent keep-alives (the default) are stored for an away durable subscriber, every one of its
+        absence, without expiry; non-persistent ones expire after four intervals: it finds only the last."""
+        interval = 0.2
+        with SimulatedServer(
+            broker.host,
+            broker.port,
+            admin=admin,
+            keepalive_interval=interval,
+            keepalive_persistent=persistent,
+            client_id=f"sim-{uuid.uuid4().hex[:8]}",
+        ) as sim:
+            oss.connect()
+            sim.wait_for_subscriber(oss.client_id)
+            oss.next(KeepAliveEvent)
+            oss.disconnect()
+            _wait_away(admin, oss.client_id)
+            oss.drain(0.1)
+            left = datetime.now(timezone.utc)
+            time.sleep(10 * interval)
+            sim.sync()
+            back = datetime.now(timezone.utc)
+            oss.connect()
+            sim.wait_for_subscriber(oss.client_id)
+            got = _collect(oss, 1.0)
+
+        stored = [
+            e
+            for _, e in got
+            if isinstance(e, KeepAliveEvent)
+            and e.header.os_time is not None
+            and left < e.header.os_time < back
+        ]
+        assert stored
+        if persistent:
+            assert len(stored) >= 7  # ten intervals away
+            assert stored[0].header.os_time is not None
+            assert stored[0].header.os_time - left < timedelta(seconds=2 * interval)
+            assert {e.header.stomp_headers["persistent"] for e in stored} == {"true"}
+            assert {e.header.stomp_headers.get("expires", "0") for e in stored} == {"0"}
+        else:
+            oldest = back - timedelta(seconds=4 * interval + 0.1)
+            assert all(e.header.os_time is not None and e.header.os_time > oldest for e in stored), stored
+            assert {e.header.stomp_headers.get("persistent", "false") for e in stored} == {"false"}
+            assert all(e.header.stomp_headers["expires"] != "0" for e in stored)
+
+
+class TestVirtualTopic:
+    def test_events_reach_the_consumer_queues_of_a_virtual_topic(
+        self, broker: BrokerInfo, admin: ActiveMQAdmin, oss: Oss
+    ) -> None:
+        """Published into VirtualTopic.5620-SAM-topic-xml, events and keep-alives reach a consumer of
+        Consumer.<name>.VirtualTopic.5620-SAM-topic-xml; only topic subscribers are welcomed."""
+        virtual = f"VirtualTopic.{MAIN}"
+        reader = QueueReader(broker, f"Consumer.t{uuid.uuid4().hex[:8]}.{virtual}")
+        with (
+            SimulatedServer(
+                broker.host,
+                broker.port,
+                admin=admin,
+                seed=3,
+                keepalive_interval=0.2,
+                topics=(virtual,),
+                client_id=f"sim-{uuid.uuid4().hex[:8]}",
+            ) as sim,
+            contextlib.closing(reader),
+        ):
+            sent = sim.generate(5)
+            got = _collect(reader, 1.0)
+            assert sim.subscribers() == []  # a queue consumer is never seen, so never welcomed
+
+            oss.connect(virtual, durable=False)  # a subscriber on the virtual topic itself
+            sub = sim.wait_for_subscriber(oss.client_id)
+            _, welcome = oss.next(SystemInfoEvent)
+            got += _collect(reader, 0.5)
+
+        assert sub.topic == virtual
+        assert welcome.header.client_id == oss.client_id
+        events = [e for _, e in got]
+        assert [bare(e) for e in events if not isinstance(e, (KeepAliveEvent, SystemInfoEvent))] == sent
+        assert any(isinstance(e, KeepAliveEvent) for e in events)
+        # The one SystemInfoEvent in the queue is the topic subscriber's, carried along like any event.
+        assert [e.header.client_id for e in events if isinstance(e, SystemInfoEvent)] == [oss.client_id]
+        assert {t for t, _ in got} == {f"/queue/{reader.queue}"}
+
+    def test_only_nfmp_topics_and_their_virtual_topics_are_served(self) -> None:
+        """A topic that is not NFM-P's, virtual or not, is refused when the server is built."""
+        SimulatedServer(topics=("VirtualTopic.5620-SAM-topic-xml-fault", "5620-SAM-topic-xml"))
+        for wrong in ("other", "VirtualTopic.other", "Consumer.a.VirtualTopic.5620-SAM-topic-xml"):
+            with pytest.raises(ValueError, match="virtual topics named after them"):
+                SimulatedServer(topics=(wrong,))
+
+
+class QueueReader(Oss):
+    """A consumer of one queue (a virtual topic's), client-individual acks; events as Oss gets them."""
+
+    def __init__(self, broker: BrokerInfo, queue_name: str) -> None:
+        super().__init__(broker)
+        self.queue = queue_name
+        self.subscribed = threading.Event()
+        self.conn = stomp.Connection12(broker.hosts, heartbeats=(0, 0))
+        self.conn.set_listener("oss", self)
+        self.conn.connect(wait=True)
+        self.conn.subscribe(
+            f"/queue/{queue_name}", id="q", ack="client-individual", headers={"receipt": "subscribed"}
+        )
+        assert self.subscribed.wait(WAIT)
+
+    def on_receipt(self, frame: Any) -> None:
+        if frame.headers.get("receipt-id") == "subscribed":
+            self.subscribed.set()
+
+    def close(self) -> None:
+        self.disconnect()
 
 
 def _worker_cpu_seconds() -> float:
