@@ -101,6 +101,12 @@ _CESU8_SURROGATE: Final = re.compile(
 )
 _XML_ENCODING: Final = re.compile(rb"""<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 _REPLACEMENT: Final = "\ufffd"
+# NFM-P can send its events as JMS object messages (a text message wrapped for compression); a STOMP client of
+# ActiveMQ gets the body of text and bytes messages only, so such an event arrives with its properties alone.
+_EMPTY: Final = (
+    "empty body: no event document came with the message's properties (a JMS object message, as NFM-P can "
+    "wrap events, reaches a STOMP client of ActiveMQ without its body: see the deployment documentation)"
+)
 
 # lxml parsers may be shared between threads: each thread gets its own libxml2 parser context.
 _PARSER: Final = etree.XMLParser(
@@ -164,6 +170,8 @@ class EventCodec:
                 the payload (as received) and headers.
         """
         payload = _as_bytes(body, headers)
+        if not payload:
+            raise MalformedMessage(_EMPTY, payload=payload, headers=headers)
         repaired = False
         try:
             root = _parse_hardened(payload, self.max_message_bytes, "message body")

@@ -459,7 +459,7 @@ class TestMalformed:
     @pytest.mark.parametrize(
         ("body", "reason"),
         [
-            (b"", "not well-formed"),
+            (b"", "empty body: no event document"),
             (b"<a/>", "expected a SOAP 1.1 Envelope"),
             (b'<SOAP:Envelope xmlns:SOAP="http://schemas.xmlsoap.org/soap/envelope/"/>', "no Body"),
             (soap("").replace(b'<jms xmlns="xmlapi_1.0"></jms>', b""), "no <jms"),
