@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Protocol
 
 import pytest
 
-from nfmp_client.testing import ActiveMQAdmin, SimulatedServer
+from nfmp_client.testing import ActiveMQAdmin, DurableSubscription, SimulatedServer
 
 # ======================================================================================================
 # ActiveMQ test broker (tests marked `integration`)
@@ -120,14 +121,39 @@ class BrokerInfo:
     """STOMP over TLS (`scripts/broker --tls-port`), None: no TLS connector."""
     tls_client_auth: bool = False
     """The TLS connector refuses clients without a certificate of the data dir's test CA."""
+    openwire_port: int | None = None
+    """OpenWire on 127.0.0.1 (`scripts/broker --openwire-port`), None: no OpenWire connector."""
+    bridge: Path | None = None
+    """The JMS bridge's INI file (`scripts/broker --bridge`; see `write_bridge_file`), None: no bridge."""
+    network_to: str | None = None
+    """HOST:PORT of the broker this one links to (`scripts/broker --network-to`), None: no link."""
+    network_inactivity: int | None = None
+    """With `network_to`: OpenWire's inactivity limit on the link in ms (None: 30000); a silently dead link is
+    noticed after 2 to 3 times it, then re-dialled every second."""
 
     @classmethod
     def on_free_ports(
-        cls, data_dir: Path, *, link_stealing: bool = False, tls: bool = False, tls_client_auth: bool = False
+        cls,
+        data_dir: Path,
+        *,
+        link_stealing: bool = False,
+        tls: bool = False,
+        tls_client_auth: bool = False,
+        openwire: bool = False,
+        bridge: Path | None = None,
+        network_to: BrokerInfo | int | str | None = None,
+        network_inactivity: int | None = None,
     ) -> BrokerInfo:
-        """A (not yet started) broker in `data_dir` on currently free ports; `tls_client_auth` implies `tls`."""
+        """A (not yet started) broker in `data_dir` on currently free ports; `tls_client_auth` implies `tls`.
+
+        `openwire` adds an OpenWire connector; `network_to` links to another broker's OpenWire: a BrokerInfo
+        (started with `openwire=True`), a port on 127.0.0.1, or "HOST:PORT".
+        """
         tls = tls or tls_client_auth
-        port, jmx_port, *tls_port = free_ports(3 if tls else 2)
+        port, jmx_port, tls_port, openwire_port = free_ports(4)
+        if isinstance(network_to, BrokerInfo):
+            assert network_to.openwire_port is not None, "network_to names a broker without OpenWire"
+            network_to = network_to.openwire_port
         return cls(
             host=BROKER_HOST,
             port=port,
@@ -135,9 +161,19 @@ class BrokerInfo:
             jmx_url=f"service:jmx:rmi:///jndi/rmi://{BROKER_HOST}:{jmx_port}/jmxrmi",
             data_dir=data_dir,
             link_stealing=link_stealing,
-            tls_port=tls_port[0] if tls_port else None,
+            tls_port=tls_port if tls else None,
             tls_client_auth=tls_client_auth,
+            openwire_port=openwire_port if openwire else None,
+            bridge=bridge,
+            network_to=f"{BROKER_HOST}:{network_to}" if isinstance(network_to, int) else network_to,
+            network_inactivity=network_inactivity,
         )
+
+    @property
+    def openwire_url(self) -> str:
+        """``tcp://127.0.0.1:<openwire_port>``: for JMS clients, ActiveMQ's JNDI and a JMS bridge's upstream."""
+        assert self.openwire_port is not None, "this broker has no OpenWire connector (openwire=True)"
+        return f"tcp://{self.host}:{self.openwire_port}"
 
     @property
     def hosts(self) -> list[tuple[str, int]]:
@@ -168,6 +204,15 @@ class BrokerInfo:
             if self.tls_port is None
             else ["--tls-port", str(self.tls_port), f"--tls-client-auth={str(self.tls_client_auth).lower()}"]
         )
+        optional = [*tls]
+        if self.openwire_port is not None:
+            optional += ["--openwire-port", str(self.openwire_port)]
+        if self.bridge is not None:
+            optional += ["--bridge", str(self.bridge)]
+        if self.network_to is not None:
+            optional += ["--network-to", self.network_to]
+        if self.network_inactivity is not None:
+            optional += ["--network-inactivity", str(self.network_inactivity)]
         return [
             "--data",
             str(self.data_dir),
@@ -176,7 +221,7 @@ class BrokerInfo:
             "--jmx-port",
             str(self.jmx_port),
             f"--link-stealing={str(self.link_stealing).lower()}",
-            *tls,
+            *optional,
         ]
 
     def start(self) -> str:
@@ -218,11 +263,26 @@ class BrokerFactory(Protocol):
     """Starts an extra broker in a fresh temporary data dir on free ports; stopped after the test.
 
     `tls=True` adds a STOMP over TLS connector (`BrokerInfo.tls_port`, PEM files in `BrokerInfo.tls_dir`);
-    `tls_client_auth=True` (which implies `tls`) makes it require a client certificate.
+    `tls_client_auth=True` (which implies `tls`) makes it require a client certificate. `openwire=True` adds
+    an OpenWire connector (`BrokerInfo.openwire_port`, `.openwire_url`). `bridge=path` runs a JMS bridge as
+    that INI file says (see `write_bridge_file`, or the `bridge_factory` fixture for the whole topology).
+    `network_to` links the broker to another one's OpenWire (a BrokerInfo started with `openwire=True`, a
+    port on 127.0.0.1 or "HOST:PORT"): its consumers of `/queue/Consumer.<app>.VirtualTopic.<name>` read
+    what is published to `/topic/VirtualTopic.<name>` there; `network_inactivity` (ms, at least 1000) is
+    OpenWire's inactivity limit on that link: a silently dead link is noticed after 2 to 3 times it and
+    re-dialled (default 30000).
     """
 
     def __call__(
-        self, *, link_stealing: bool = False, tls: bool = False, tls_client_auth: bool = False
+        self,
+        *,
+        link_stealing: bool = False,
+        tls: bool = False,
+        tls_client_auth: bool = False,
+        openwire: bool = False,
+        bridge: Path | None = None,
+        network_to: BrokerInfo | int | str | None = None,
+        network_inactivity: int | None = None,
     ) -> BrokerInfo: ...
 
 
@@ -258,21 +318,216 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerInfo]:
 
 @pytest.fixture
 def broker_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerFactory]:
-    """Start extra brokers (for tests that stop, wipe or reconfigure one); all stopped after the test."""
+    """Start extra brokers (for tests that stop, wipe or reconfigure one, or that build a bridge or network
+    topology: see BrokerFactory); all stopped after the test."""
     started: list[BrokerInfo] = []
 
-    def start(*, link_stealing: bool = False, tls: bool = False, tls_client_auth: bool = False) -> BrokerInfo:
+    def start(
+        *,
+        link_stealing: bool = False,
+        tls: bool = False,
+        tls_client_auth: bool = False,
+        openwire: bool = False,
+        bridge: Path | None = None,
+        network_to: BrokerInfo | int | str | None = None,
+        network_inactivity: int | None = None,
+    ) -> BrokerInfo:
         info = BrokerInfo.on_free_ports(
             tmp_path_factory.mktemp("broker"),
             link_stealing=link_stealing,
             tls=tls,
             tls_client_auth=tls_client_auth,
+            openwire=openwire,
+            bridge=bridge,
+            network_to=network_to,
+            network_inactivity=network_inactivity,
         )
         started.append(info)
         return start_or_fail(info)
 
     yield start
     stop_all(started)
+
+
+# ------------------------------------------------------------------------------------ JMS bridge topology
+
+NFMP_TOPIC = "5620-SAM-topic-xml"
+JNDI_CONTEXT = "external/5620SamJMSServer"  # what NFM-P's JNDI binds the connection factory under
+BRIDGE_WAIT = 30.0  # seconds: longest wait for a bridge to hold its subscription upstream
+BRIDGE_PASSWORD = "bridge-${secret}-\u00fc"  # noqa: S105 -- made up (the stand-in checks none); ${ as text
+
+
+def write_bridge_file(
+    directory: Path,
+    upstream: BrokerInfo,
+    *,
+    client_id: str = "oss1@1",
+    password: str = BRIDGE_PASSWORD,
+    subscription_name: str | None = None,
+    selector: str | None = None,
+    topic: str = NFMP_TOPIC,
+    local_topic: str | None = None,
+    context: str = JNDI_CONTEXT,
+    reconnect_delay: float = 1.0,
+) -> Path:
+    """Write `directory`/bridge.ini (and its password file, mode 0600) for a bridge from `upstream`.
+
+    `upstream` (started with `openwire=True`) stands in for NFM-P's JMS server: the bridge finds its
+    connection factory in ActiveMQ's own JNDI (``ActiveMQInitialContextFactory``, provider URL its OpenWire
+    URL), bound as ``<context>/SAMConnectionFactory`` like NFM-P's, with the topic `topic` bound under its
+    name. User ``oss`` with `password` (the stand-in does not check it). None for `subscription_name`,
+    `selector` or `local_topic` leaves the launcher's default (``<name>-bridge``, Nokia's basic selector for
+    `client_id`, ``VirtualTopic.<topic>``). Returns the INI file's path.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    secret = directory / "bridge-password"
+    secret.write_text(password + "\n")
+    secret.chmod(0o600)
+    factory = f"{context}/SAMConnectionFactory" if context else "SAMConnectionFactory"
+    optional = {"subscription_name": subscription_name, "selector": selector, "local_topic": local_topic}
+    lines = [
+        "[nfmp]",
+        f"provider_url = {upstream.openwire_url}",
+        "initial_context_factory = org.apache.activemq.jndi.ActiveMQInitialContextFactory",
+        f"context = {context}",
+        "user = oss",
+        f"password_file = {secret.name}",
+        f"client_id = {client_id}",
+        f"topic = {topic}",
+        f"reconnect_delay = {reconnect_delay:g}",
+        *(f"{key} = {value}" for key, value in optional.items() if value is not None),
+        "",
+        "[jndi]",  # ActiveMQ's JNDI binds what these entries name
+        f"connectionFactoryNames = {factory}",
+        f"topic.{topic} = {topic}",
+    ]
+    path = directory / "bridge.ini"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class BridgeTopology:
+    """An upstream broker standing in for NFM-P's JMS server, and a bridge broker pulling its topic.
+
+    Publish NFM-P-like messages over STOMP to `upstream` (`upstream.hosts`, destination `upstream_topic`);
+    applications consume from `bridge` (`bridge.hosts`), each from its own `queue(app)`. The bridge holds a
+    durable subscription on `upstream` under `client_id` (`upstream_admin`), selected by Nokia's basic
+    selector for that id unless told otherwise. A simulated NFM-P server serves on `upstream`:
+    ``SimulatedServer(upstream.host, upstream.port, admin=topology.upstream_admin, ...)``.
+    """
+
+    upstream: BrokerInfo
+    bridge: BrokerInfo
+    bridge_file: Path
+    client_id: str
+    subscription_name: str
+    topic: str
+    local_topic: str
+
+    @property
+    def upstream_topic(self) -> str:
+        """The STOMP destination that NFM-P's events are published to on `upstream`."""
+        return f"/topic/{self.topic}"
+
+    @property
+    def upstream_admin(self) -> ActiveMQAdmin:
+        """JMX controls of `upstream` (its durable subscriptions, client connections)."""
+        return ActiveMQAdmin(self.upstream.jmx_url)
+
+    def queue(self, app: str) -> str:
+        """The STOMP destination of application `app`'s queue on `bridge`: Consumer.<app>.<local topic>.
+
+        The queue exists from its first SUBSCRIBE on: what arrives before is not kept for `app`.
+        """
+        return f"/queue/Consumer.{app}.{self.local_topic}"
+
+    def wait_connected(self, timeout: float = BRIDGE_WAIT) -> DurableSubscription:
+        """Return the bridge's durable subscription on `upstream` once it is active (the bridge connected).
+
+        Raises:
+            AssertionError: Not active within `timeout` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            subscriptions = [
+                sub
+                for sub in self.upstream_admin.durable_subscriptions()
+                if sub.client_id == self.client_id and sub.subscription_name == self.subscription_name
+            ]
+            if subscriptions and subscriptions[0].active:
+                return subscriptions[0]
+            assert time.monotonic() < deadline, (
+                f"the bridge's subscription {self.client_id}/{self.subscription_name} is not active on the "
+                f"upstream broker after {timeout:g} s: {subscriptions}; see {self.bridge.data_dir / 'console.log'}"
+            )
+            time.sleep(0.2)
+
+
+class BridgeFactory(Protocol):
+    """Starts an upstream broker and a bridge broker (see BridgeTopology); both stopped after the test.
+
+    Returns once the bridge's durable subscription is active upstream. `client_id`, `subscription_name`,
+    `selector`, `topic`, `local_topic`, `context` and `reconnect_delay` go into the bridge file (see
+    `write_bridge_file`; None: the launcher's default). `openwire=True` gives the bridge broker an OpenWire
+    connector, for a consumers' broker: ``broker_factory(network_to=topology.bridge)``.
+    """
+
+    def __call__(
+        self,
+        *,
+        client_id: str = "oss1@1",
+        subscription_name: str | None = None,
+        selector: str | None = None,
+        topic: str = NFMP_TOPIC,
+        local_topic: str | None = None,
+        context: str = JNDI_CONTEXT,
+        reconnect_delay: float = 1.0,
+        openwire: bool = False,
+    ) -> BridgeTopology: ...
+
+
+@pytest.fixture
+def bridge_factory(broker_factory: BrokerFactory, tmp_path_factory: pytest.TempPathFactory) -> BridgeFactory:
+    """Start JMS bridge topologies: an upstream broker (NFM-P's JMS server) and a bridge broker pulling its
+    topic into a virtual topic; all stopped after the test (by `broker_factory`)."""
+
+    def start(
+        *,
+        client_id: str = "oss1@1",
+        subscription_name: str | None = None,
+        selector: str | None = None,
+        topic: str = NFMP_TOPIC,
+        local_topic: str | None = None,
+        context: str = JNDI_CONTEXT,
+        reconnect_delay: float = 1.0,
+        openwire: bool = False,
+    ) -> BridgeTopology:
+        upstream = broker_factory(openwire=True)
+        path = write_bridge_file(
+            tmp_path_factory.mktemp("bridge-conf"),
+            upstream,
+            client_id=client_id,
+            subscription_name=subscription_name,
+            selector=selector,
+            topic=topic,
+            local_topic=local_topic,
+            context=context,
+            reconnect_delay=reconnect_delay,
+        )
+        topology = BridgeTopology(
+            upstream=upstream,
+            bridge=broker_factory(bridge=path, openwire=openwire),
+            bridge_file=path,
+            client_id=client_id,
+            subscription_name=subscription_name or client_id.partition("@")[0] + "-bridge",
+            topic=topic,
+            local_topic=local_topic or f"VirtualTopic.{topic.rpartition('/')[2]}",
+        )
+        topology.wait_connected()
+        return topology
+
+    return start
 
 
 # end of the ActiveMQ test broker section =============================================================

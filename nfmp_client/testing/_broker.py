@@ -8,9 +8,11 @@ dependencies; the ActiveMQ configuration it starts the broker with ships beside 
 from __future__ import annotations
 
 import argparse
+import configparser
 import contextlib
 import dataclasses
 import datetime
+import difflib
 import errno
 import fcntl
 import importlib.util
@@ -72,8 +74,13 @@ Run a private Apache ActiveMQ Classic broker for nfmp_client development and tes
 
 The broker is an installed ActiveMQ Classic 5.x, started directly with java from the configuration that
 ships with nfmp_client -- not a system instance, no systemd, no root needed to run it. It serves STOMP
-(with heart-beats) on 127.0.0.1 only, optionally STOMP over TLS too (--tls-port), JMX for `admin`, and
-keeps its KahaDB store, logs and state under one data directory.
+(with heart-beats) on 127.0.0.1 only, optionally STOMP over TLS too (--tls-port) and OpenWire
+(--openwire-port), JMX for `admin`, and keeps its KahaDB store, logs and state under one data directory.
+Virtual topics: what is sent to the topic VirtualTopic.<name> is copied into every queue
+Consumer.<app>.VirtualTopic.<name> (one per application; selector-aware: only what a consumer of that queue
+selects, also while it is away). Optionally it pulls NFM-P's event topic into such a virtual topic through
+ActiveMQ's JMS bridge (--bridge FILE; see `{prog} bridge-example`), and links to another broker of the
+kind (--network-to) so that consumers there read those queues.
   configuration:   {conf}
   data directory:  {data} (the default)
 
@@ -104,6 +111,7 @@ commands:
   admin rmsub CLIENT_ID SUBNAME
                           delete an inactive durable subscription
   fg                      run the broker in the foreground (logs on the terminal), for debugging
+  bridge-example          print a commented example of the --bridge file (every key, its default)
 
 settings (option > environment > default):
   --port       NFMP_BROKER_PORT       STOMP port (default 61613)
@@ -112,23 +120,44 @@ settings (option > environment > default):
                                       IP:127.0.0.1 and DNS:localhost, signed by the data dir's test CA
   --tls-client-auth[=true|false]      with --tls-port: refuse TLS clients without a certificate signed by
                                       that CA (default false)
+  --openwire-port  NFMP_BROKER_OPENWIRE_PORT
+                                      also serve OpenWire (ActiveMQ's JMS protocol) on this port of
+                                      127.0.0.1 (default: none): for JMS clients, e.g. a stand-in for
+                                      NFM-P's JMS server, and for another broker's --network-to
+  --bridge FILE                       run a JMS bridge from NFM-P's JMS server into this broker, as FILE
+                                      (an INI file) describes; `{prog} bridge-example` shows every key.
+                                      The password is read from a file or a variable FILE names, and is
+                                      never on a command line or in a log.
+  --network-to HOST:PORT              a duplex network link to another broker's OpenWire connector: its
+                                      Consumer.*.VirtualTopic.> queues are read from here, on demand
+  --network-inactivity MS             with --network-to: OpenWire's inactivity limit on the link (default
+                                      30000): a link that died silently (no FIN, no RST) is noticed after
+                                      2 to 3 times MS of silence, then re-dialled every second
   --data       NFMP_BROKER_DATA       data directory (default {data})
   NFMP_ACTIVEMQ_HOME, ACTIVEMQ_HOME   the ActiveMQ installation (see above); JAVA_HOME: the java to use
 
 files in the data directory: broker.json (pid, ports, JMX URL, TLS port and PEM paths of the running
 broker), console.log (the broker's log; the previous run's is console.log.1), kahadb/ (message store),
-tmp/, .nfmp-broker (marks the directory as created by this command: `wipe` refuses directories without
-it), broker.lock; with TLS also activemq-tls.xml (the configuration's activemq.xml with its TLS-ONLY blocks
-on, written at each start) and tls/, made once with openssl and keytool and kept by `wipe`: ca.pem (the
-test CA to trust), client.pem + client.key (a client certificate of that CA, key unencrypted), ca.key,
-broker.pem + broker.key, and the broker's PKCS12 key store broker.p12 and trust store truststore.p12
-(password nfmp-dev: test material only). Delete tls/ to get new ones.
+selectorcache.data (the selectors of the virtual topics' queue consumers), tmp/, .nfmp-broker (marks the
+directory as created by this command: `wipe` refuses directories without it), broker.lock. With any of
+--tls-port, --openwire-port, --bridge, --network-to also activemq-run.xml: the configuration's activemq.xml
+with the blocks of those parts on, written at each start. With a bridge, bridge.properties and
+bridge-jndi.properties (mode 0600, they hold the password: written at start, deleted once the broker has
+read them), and lib/ (links to the jars of the bridge's `jars` directory; ActiveMQ puts <data>/lib on its
+class path, before its own jars). With TLS, tls/, made once with openssl and keytool and kept by `wipe`:
+ca.pem (the test CA to trust), client.pem + client.key (a client certificate of that CA, key unencrypted),
+ca.key, broker.pem + broker.key, and the broker's PKCS12 key store broker.p12 and trust store
+truststore.p12 (password nfmp-dev: test material only). Delete tls/ to get new ones.
 `admin` keeps a compiled copy of nfmp_client's AmqAdmin.java in ~/.cache/nfmp-broker/ ($XDG_CACHE_HOME).
 
 examples:
   {prog} start && {prog} status
   {prog} start --port 61620 --jmx-port 11120 --data /tmp/b2 --link-stealing
   {prog} start --tls-port 61614 --tls-client-auth   # then see `status` for the PEM files
+  {prog} bridge-example > nfmp-bridge.ini   # edit it, then:
+  {prog} start --bridge nfmp-bridge.ini      # consumers read /queue/Consumer.<app>.VirtualTopic.<topic>
+  {prog} start --openwire-port 61616                                  # broker A, and broker B:
+  {prog} start --data /tmp/b --port 61623 --jmx-port 11123 --network-to 127.0.0.1:61616
   {prog} admin list
   {prog} stop
 
@@ -152,11 +181,28 @@ MARKER = ".nfmp-broker"
 STATE_FILE = "broker.json"
 LOCK_FILE = "broker.lock"
 CONSOLE_LOG = "console.log"
-TLS_XML = "activemq-tls.xml"  # ACTIVEMQ_XML with its TLS-ONLY blocks on, written at each TLS start
+RUN_XML = "activemq-run.xml"  # ACTIVEMQ_XML with the blocks of the chosen optional parts on, written at start
+TLS_XML = "activemq-tls.xml"  # what earlier versions wrote instead of RUN_XML (TLS only); `wipe` deletes it
 TLS_DIR = "tls"
+SELECTOR_CACHE = "selectorcache.data"  # the virtual topics' selector cache (ACTIVEMQ_XML's plugin writes it)
+BRIDGE_PROPERTIES = "bridge.properties"  # the bridge's settings, password included (mode 0600)
+BRIDGE_JNDI_PROPERTIES = "bridge-jndi.properties"  # the JNDI environment of the upstream server (mode 0600)
+LIB_DIR = "lib"  # ActiveMQ's launcher puts <activemq.base>/lib (= the data dir's) first on the class path
+LIB_LINKS = ".nfmp-broker-links"  # in LIB_DIR: the names of the links this script made there
 # What `wipe` deletes (only inside a data dir carrying MARKER): everything the broker and this script write
-# there except the marker, the lock file and TLS_DIR (clients configured with its CA keep working).
-WIPE_ENTRIES = ("kahadb", "tmp", CONSOLE_LOG, CONSOLE_LOG + ".1", STATE_FILE, TLS_XML)
+# there except the marker, the lock file, TLS_DIR (clients configured with its CA keep working) and LIB_DIR.
+WIPE_ENTRIES = (
+    "kahadb",
+    "tmp",
+    CONSOLE_LOG,
+    CONSOLE_LOG + ".1",
+    STATE_FILE,
+    RUN_XML,
+    TLS_XML,
+    SELECTOR_CACHE,
+    BRIDGE_PROPERTIES,
+    BRIDGE_JNDI_PROPERTIES,
+)
 JMX_FAILED = "Failed to start JMX connector"  # ActiveMQ's log line when the JMX port is taken
 IDENTITY_PROP = "-Dnfmp.broker=nfmp-dev"  # marks the command line of a broker started by this script
 
@@ -166,7 +212,18 @@ TLS_STORE_PASSWORD = "nfmp-dev"  # noqa: S105 -- test material, guards nothing (
 TLS_DAYS = 3650
 TLS_KEY = "rsa:2048"
 TLS_COMMAND_TIMEOUT = 60.0
-TLS_ONLY = "TLS-ONLY"  # the marker lines around ACTIVEMQ_XML's TLS blocks: <!--TLS-ONLY ... TLS-ONLY-->
+# The marker lines around ACTIVEMQ_XML's optional blocks, e.g. <!--TLS-ONLY ... TLS-ONLY-->, and a piece of
+# configuration each block must hold (a check that the blocks were found where they belong).
+TLS_ONLY = "TLS-ONLY"
+OPENWIRE_ONLY = "OPENWIRE-ONLY"
+BRIDGE_ONLY = "BRIDGE-ONLY"
+NETWORK_ONLY = "NETWORK-ONLY"
+BLOCK_CONTENT = {
+    TLS_ONLY: "<sslContext>",
+    OPENWIRE_ONLY: 'name="openwire"',
+    BRIDGE_ONLY: "<jmsBridgeConnectors>",
+    NETWORK_ONLY: "<networkConnectors>",
+}
 # An OpenSSL configuration for the test CA and its two certificates (the -extensions sections). The broker's
 # certificate names 127.0.0.1 and localhost; authority/subject key identifiers keep strict verifiers
 # (Python 3.13's VERIFY_X509_STRICT) content.
@@ -195,7 +252,11 @@ subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 """
 
+DEFAULT_NETWORK_INACTIVITY = 30000  # ms, OpenWire's own default of wireFormat.maxInactivityDuration
+MIN_NETWORK_INACTIVITY = 1000  # ms
+
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
 
 
@@ -252,6 +313,21 @@ class Settings:
     heap: str
     wipe: bool
     explicit: frozenset[str]
+    openwire_port: int | None = None  # None: no OpenWire connector
+    bridge: BridgeConfig | None = None  # None: no JMS bridge
+    network_to: str | None = None  # "host:port" of another broker's OpenWire connector; None: no link
+    network_inactivity: int = DEFAULT_NETWORK_INACTIVITY  # ms
+
+    @property
+    def optional_parts(self) -> tuple[str, ...]:
+        """The marker names of ACTIVEMQ_XML's optional blocks this broker runs (empty: the file as it is)."""
+        chosen = {
+            TLS_ONLY: self.tls_port is not None,
+            OPENWIRE_ONLY: self.openwire_port is not None,
+            BRIDGE_ONLY: self.bridge is not None,
+            NETWORK_ONLY: self.network_to is not None,
+        }
+        return tuple(part for part, on in chosen.items() if on)
 
 
 def jmx_url(jmx_port: int) -> str:
@@ -307,6 +383,24 @@ def heap_size(text: str) -> str:
     return text
 
 
+def network_address(text: str) -> str:
+    """Return `text`, a HOST:PORT (an IPv6 address in brackets), with a valid port."""
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):([0-9]+)", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r}")
+    return f"{match[1]}:{port_number(match[2])}"
+
+
+def inactivity_ms(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {text!r}") from None
+    if value < MIN_NETWORK_INACTIVITY:
+        raise argparse.ArgumentTypeError(f"at least {MIN_NETWORK_INACTIVITY} (milliseconds): {value}")
+    return value
+
+
 def env_port(name: str) -> int | None:
     """Return the port number in environment variable `name`, None if unset or empty."""
     raw = os.environ.get(name, "").strip()
@@ -329,6 +423,10 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
     port = args.port if args.port is not None else env_port("NFMP_BROKER_PORT")
     jmx_port = args.jmx_port if args.jmx_port is not None else env_port("NFMP_BROKER_JMX_PORT")
     tls_port = args.tls_port if args.tls_port is not None else env_port("NFMP_BROKER_TLS_PORT")
+    openwire_port = (
+        args.openwire_port if args.openwire_port is not None else env_port("NFMP_BROKER_OPENWIRE_PORT")
+    )
+    bridge_file = None if args.bridge is None else Path(os.path.abspath(os.path.expanduser(args.bridge)))
     given = {
         "port": port,
         "jmx_port": jmx_port,
@@ -338,6 +436,10 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
         "pending_limit": args.pending_limit,
         "heap": args.heap,
         "wipe": args.wipe or None,
+        "openwire_port": openwire_port,
+        "bridge": bridge_file,
+        "network_to": args.network_to,
+        "network_inactivity": args.network_inactivity,
     }
     settings = Settings(
         port=DEFAULT_PORT if port is None else port,
@@ -349,6 +451,10 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
         heap=args.heap or DEFAULT_HEAP,
         wipe=bool(args.wipe),
         explicit=frozenset(name for name, value in given.items() if value is not None),
+        openwire_port=openwire_port,
+        bridge=None if bridge_file is None else read_bridge_file(bridge_file),
+        network_to=args.network_to,
+        network_inactivity=args.network_inactivity or DEFAULT_NETWORK_INACTIVITY,
     )
     if settings.port == settings.jmx_port:
         raise BrokerError(f"the STOMP and JMX ports are both {settings.port}; choose two different ports", 2)
@@ -359,7 +465,482 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
         )
     if settings.tls_client_auth and settings.tls_port is None:
         raise BrokerError("--tls-client-auth needs a TLS port (--tls-port PORT or NFMP_BROKER_TLS_PORT)", 2)
+    if settings.openwire_port is not None and settings.openwire_port in (
+        settings.port,
+        settings.jmx_port,
+        settings.tls_port,
+    ):
+        other = {settings.port: "STOMP", settings.jmx_port: "JMX", settings.tls_port: "TLS"}[
+            settings.openwire_port
+        ]
+        raise BrokerError(
+            f"the OpenWire and {other} ports are both {settings.openwire_port}; choose an OpenWire port of "
+            "its own",
+            2,
+        )
+    if args.network_inactivity is not None and settings.network_to is None:
+        raise BrokerError("--network-inactivity needs a link (--network-to HOST:PORT)", 2)
+    if settings.network_to is not None:
+        host, _, port = settings.network_to.rpartition(":")
+        if host in (HOST, TLS_HOST_NAME) and int(port) in (settings.openwire_port, settings.port):
+            raise BrokerError(
+                f"--network-to {settings.network_to} is this broker itself; name another broker's OpenWire "
+                "port",
+                2,
+            )
     return settings
+
+
+# ------------------------------------------------------------------------------------------------ bridge
+
+BRIDGE_SECTION = "nfmp"  # the --bridge file's section of settings
+JNDI_SECTION = "jndi"  # its optional section of JNDI environment entries, taken verbatim
+DEFAULT_INITIAL_CONTEXT_FACTORY = "org.wildfly.naming.client.WildFlyInitialContextFactory"
+DEFAULT_JNDI_CONTEXT = "external/5620SamJMSServer"
+DEFAULT_CONNECTION_FACTORY = "SAMConnectionFactory"
+DEFAULT_TOPIC = "5620-SAM-topic-xml"
+DEFAULT_RECONNECT_DELAY = 2.0  # seconds, a fixed delay: an exponential back-off stays away for longer
+VIRTUAL_TOPIC_PREFIX = "VirtualTopic."
+# The system events Nokia's basic selector always admits, and the form of an NFM-P client id (name@ID). This
+# file imports nothing of nfmp_client (see the module docstring), so both are written out here; the tests
+# compare default_selector() with nfmp_client.build_selector().
+SYSTEM_OBJECT_TYPES = ("KeepAliveEvent", "StateChangeEvent", "TerminateClientSession")
+CLIENT_ID = re.compile(r"[A-Za-z0-9_.\-:]+@[A-Za-z0-9_.\-:]+")
+SUBSCRIPTION_NAME = re.compile(r"[A-Za-z0-9_.\-:@]+")
+TOPIC_NAME = re.compile(r"[A-Za-z0-9_.\-:@/]+")  # a JNDI name may hold '/'
+LOCAL_TOPIC_NAME = re.compile(r"[A-Za-z0-9_.\-:@]+")  # no wildcards ('*', '>')
+JAVA_CLASS = re.compile(r"[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The keys of [nfmp], in the order bridge-example shows them.
+BRIDGE_KEYS = (
+    "provider_url",
+    "initial_context_factory",
+    "context",
+    "connection_factory",
+    "user",
+    "password_file",
+    "password_env",
+    "client_id",
+    "subscription_name",
+    "topic",
+    "selector",
+    "local_topic",
+    "jars",
+    "reconnect_delay",
+)
+# JNDI environment entries made from [nfmp] keys, which [jndi] may not set again.
+JNDI_FROM_SETTINGS = {
+    "java.naming.factory.initial": "initial_context_factory",
+    "java.naming.provider.url": "provider_url",
+    "java.naming.security.principal": "user",
+    "java.naming.security.credentials": "password_file or password_env",
+}
+
+BRIDGE_EXAMPLE = f"""\
+# A JMS bridge from NFM-P's JMS server into the nfmp-broker broker: `nfmp-broker start --bridge FILE`.
+#
+# The broker holds one connection to NFM-P's JMS server under NFM-P's client id (client_id) and one DURABLE
+# subscription (subscription_name) with a selector on NFM-P's topic; what arrives is re-published into the
+# local topic VirtualTopic.<topic>, a virtual topic: every application reads its own queue
+#   /queue/Consumer.<app>.VirtualTopic.<topic>
+# over STOMP (the queue exists from its first subscription on, and keeps what arrives while the
+# application is away). NFM-P counts the bridge as one JMS client; the applications behind it are not seen.
+# The bridge reconnects for ever, every reconnect_delay seconds.
+#
+# INI syntax: `key = value`, comments on lines of their own (# or ;), a long value may go on indented
+# continuation lines (the selector: the lines are joined with spaces). Unknown keys are refused. Relative
+# paths are relative to this file's folder.
+
+[{BRIDGE_SECTION}]
+# JNDI of NFM-P's JMS server. provider_url is required: the JNDI provider URL of NFM-P's main server, or
+# of both main servers of a redundant pair, comma-separated (the JNDI client finds the active one), e.g.
+#   provider_url = remote://nfmp-a.example.net:PORT,remote://nfmp-b.example.net:PORT
+# with the port of your release's JNDI (see the JMS example that comes with NFM-P's server). Releases
+# with the older JNP naming take host1:port,host2:port and org.jnp.interfaces.NamingContextFactory.
+provider_url = remote://nfmp.example.net:PORT
+# The JNDI initial context factory class (in the jars below).
+#initial_context_factory = {DEFAULT_INITIAL_CONTEXT_FACTORY}
+# The JNDI context of the connection factory, and its name: the factory is looked up as
+# <context>/<connection_factory> (empty context: <connection_factory> alone).
+#context = {DEFAULT_JNDI_CONTEXT}
+#connection_factory = {DEFAULT_CONNECTION_FACTORY}
+
+# The NFM-P user of the JMS connection and its password: from a file (its first line; keep it mode 0600)
+# or from an environment variable of the `nfmp-broker start` command, one of the two. The password is never
+# on a command line or in a log: nfmp-broker hands it to the broker in a file of mode 0600 in the data dir,
+# deleted once the broker has read it. Without user, the connection is made without credentials.
+user = oss
+password_file = nfmp-password.txt
+#password_env = NFMP_BRIDGE_PASSWORD
+
+# NFM-P's client id of the bridge, name@ID (required): NFM-P's JMS client count, JmsMissedEvents and
+# TerminateClientSession concern this id, which only the bridge may use (not the applications behind it).
+client_id = oss1@1
+# The durable subscription's name (default: the client id's name, then -bridge, e.g. oss1-bridge). A new
+# name makes a new subscription; the old one keeps collecting on NFM-P until removed there.
+#subscription_name = oss1-bridge
+# NFM-P's topic: its JNDI name, or its name when the JNDI has none by that name.
+#topic = {DEFAULT_TOPIC}
+# The subscription's selector, evaluated on NFM-P's server (default: Nokia's basic selector for client_id,
+# its own and broadcast events and always the system events):
+#selector = ALA_clientId in ('oss1@1','') OR MTOSI_objectType in
+#    ('KeepAliveEvent','StateChangeEvent','TerminateClientSession')
+# The local topic the messages are re-published to (default: VirtualTopic.<topic>, the last part of the
+# topic's name; only a VirtualTopic.* topic has the per-application queues).
+#local_topic = VirtualTopic.{DEFAULT_TOPIC}
+
+# A folder with the Java client jars of your NFM-P release (its JMS and JNDI client): linked into the data
+# dir's lib/, which the broker puts on its class path before its own jars. NFM-P's current (WildFly) client
+# needs the JMS 2.0 API, while Debian's ActiveMQ package ships the JMS 1.1 API: put a JMS 2.0 API jar
+# (e.g. jakarta.jms-api 2.0.x, or the one of NFM-P's client) into this folder too, so that it comes first.
+jars = nfmp-client-jars
+# Seconds between reconnect attempts to NFM-P's JMS server (a fixed delay).
+#reconnect_delay = {DEFAULT_RECONNECT_DELAY:g}
+
+# Optional: more JNDI environment entries, as they are (key = value, case kept); the factory, URL, user
+# and password come from the settings above. For a WildFly client, for example:
+#[{JNDI_SECTION}]
+#jboss.naming.client.ejb.context = true
+#java.naming.factory.url.pkgs = org.jboss.ejb.client.naming
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class BridgeConfig:
+    """A JMS bridge from NFM-P's JMS server into the broker, as read from a --bridge file."""
+
+    file: Path
+    """The file it was read from."""
+    provider_url: str
+    initial_context_factory: str
+    context: str
+    """The JNDI context of the connection factory ("" for none)."""
+    connection_factory: str
+    user: str | None
+    """None: the connection is made without credentials."""
+    password: str | None = dataclasses.field(repr=False, compare=False)
+    """The password, from the file's password_file or password_env (never shown)."""
+    client_id: str
+    subscription_name: str
+    topic: str
+    selector: str
+    local_topic: str
+    jars: Path | None
+    """The folder of Java client jars to put on the broker's class path."""
+    reconnect_delay: float
+    """Seconds."""
+    jndi: tuple[tuple[str, str], ...]
+    """More JNDI environment entries, verbatim."""
+
+    @property
+    def connection_factory_name(self) -> str:
+        """The connection factory's JNDI name: ``<context>/<connection_factory>``."""
+        return f"{self.context}/{self.connection_factory}" if self.context else self.connection_factory
+
+    def settings(self) -> dict[str, str]:
+        """Return the entries of BRIDGE_PROPERTIES, what ACTIVEMQ_XML's bridge reads: #{nfmpBridge['key']}."""
+        entries = {
+            "connection_factory": self.connection_factory_name,
+            "client_id": self.client_id,
+            "subscription_name": self.subscription_name,
+            "topic": self.topic,
+            "local_topic": self.local_topic,
+            "selector": self.selector,
+            "reconnect_delay_ms": str(max(1, round(self.reconnect_delay * 1000))),
+        }
+        if self.user is not None:  # absent, not empty: a null user makes a connection without credentials
+            entries["user"] = self.user
+        if self.password is not None:
+            entries["password"] = self.password
+        return entries
+
+    def jndi_environment(self) -> dict[str, str]:
+        """Return the entries of BRIDGE_JNDI_PROPERTIES: the upstream server's JNDI environment."""
+        entries = {
+            "java.naming.factory.initial": self.initial_context_factory,
+            "java.naming.provider.url": self.provider_url,
+        }
+        if self.user is not None:
+            entries["java.naming.security.principal"] = self.user
+        if self.password is not None:
+            entries["java.naming.security.credentials"] = self.password
+        entries.update(self.jndi)
+        return entries
+
+
+def default_selector(client_id: str) -> str:
+    """Return Nokia's basic selector for `client_id`: its own and broadcast events, always the system events.
+
+    The same text as nfmp_client's ``build_selector(client_id)``.
+    """
+    system = ",".join(f"'{object_type}'" for object_type in SYSTEM_OBJECT_TYPES)
+    return f"ALA_clientId in ('{client_id}','') OR MTOSI_objectType in ({system})"
+
+
+class _IniParser(configparser.ConfigParser):
+    """An INI parser for --bridge files: keys keep their case, no interpolation, no DEFAULT section.
+
+    JNDI keys such as connectionFactoryNames need their case; '%' in a selector's LIKE pattern is text.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(interpolation=None, default_section="nfmp-broker:none", strict=True)
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr
+
+
+def _bridge_error(path: Path, section: str, key: str, problem: str) -> BrokerError:
+    return BrokerError(f"bridge file {path}: [{section}] {key}: {problem}", EXIT_USAGE)
+
+
+def _read_ini(path: Path) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
+    """Return the [nfmp] and [jndi] entries of the INI file `path`, unknown sections and keys refused."""
+    where = f"bridge file {path}"
+    parser = _IniParser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BrokerError(f"{where}: no such file", EXIT_USAGE) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BrokerError(f"{where}: cannot read it: {exc}", EXIT_USAGE) from None
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as exc:
+        raise BrokerError(f"{where}: not a valid INI file: {exc}".rstrip(), EXIT_USAGE) from None
+    sections = (BRIDGE_SECTION, JNDI_SECTION)
+    unknown = [name for name in parser.sections() if name not in sections]
+    if unknown:
+        known = ", ".join(f"[{name}]" for name in sections)
+        raise BrokerError(f"{where}: unknown section [{unknown[0]}] (sections: {known})", EXIT_USAGE)
+    if not parser.has_section(BRIDGE_SECTION):
+        raise BrokerError(f"{where}: no [{BRIDGE_SECTION}] section", EXIT_USAGE)
+    settings = dict(parser.items(BRIDGE_SECTION))
+    for key in settings:
+        if key not in BRIDGE_KEYS:
+            close = difflib.get_close_matches(key, BRIDGE_KEYS, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"keys: {', '.join(BRIDGE_KEYS)}"
+            raise _bridge_error(path, BRIDGE_SECTION, key, f"unknown key ({hint})")
+    jndi = tuple(parser.items(JNDI_SECTION)) if parser.has_section(JNDI_SECTION) else ()
+    for key, entry in jndi:
+        if key in JNDI_FROM_SETTINGS:
+            problem = f"set by [{BRIDGE_SECTION}] {JNDI_FROM_SETTINGS[key]}, not here"
+            raise _bridge_error(path, JNDI_SECTION, key, problem)
+        if "\n" in entry:
+            raise _bridge_error(path, JNDI_SECTION, key, "must be on one line")
+    return settings, jndi
+
+
+def _read_password(
+    path: Path, user: str | None, password_file: str | None, password_env: str | None, env: Mapping[str, str]
+) -> str | None:
+    """Return the password the bridge file names (None: none), checked against `user`."""
+
+    def bad(key: str, problem: str) -> BrokerError:
+        return _bridge_error(path, BRIDGE_SECTION, key, problem)
+
+    password: str | None = None
+    if password_file is not None and password_env is not None:
+        raise bad("password_file", "give password_file or password_env, not both")
+    if password_file is not None:
+        secret = path.parent / os.path.expanduser(password_file)  # an absolute path stays as it is
+        try:
+            lines = secret.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise bad("password_file", f"no such file: {secret}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise bad("password_file", f"cannot read {secret}: {exc}") from None
+        password = lines[0] if lines else ""
+        if not password:
+            raise bad("password_file", f"{secret} is empty (the password is its first line)")
+    elif password_env is not None:
+        if not ENV_NAME.fullmatch(password_env):
+            raise bad("password_env", f"{password_env!r} is not an environment variable name")
+        password = env.get(password_env, "")
+        if not password:
+            raise bad("password_env", f"the environment variable {password_env} is not set (or is empty)")
+    if user is None and password is not None:
+        raise bad("user", "missing: a password is given, for which user?")
+    if user is not None and password is None:
+        raise bad("password_file", f"missing: user {user!r} needs password_file or password_env")
+    return password
+
+
+def read_bridge_file(path: Path, environ: Mapping[str, str] | None = None) -> BridgeConfig:
+    """Read and check a --bridge file; the password from its password_file or from `environ` (password_env).
+
+    Raises:
+        BrokerError: Exit code 2, naming the file and the key at fault: a missing or unknown key, a bad value,
+            a missing password file or variable.
+    """
+    raw, jndi = _read_ini(path)
+
+    def bad(key: str, problem: str) -> BrokerError:
+        return _bridge_error(path, BRIDGE_SECTION, key, problem)
+
+    def value(key: str, default: str = "", pattern: re.Pattern[str] | None = None, what: str = "") -> str:
+        if key not in raw:
+            return default
+        text = raw[key].strip()
+        if key == "selector":  # on continuation lines, maybe
+            text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+        elif "\n" in text:
+            raise bad(key, "must be on one line")
+        if not text and key != "context":  # an empty context: the factory's name alone
+            raise bad(key, "is empty (leave the key out for its default)")
+        if pattern is not None and not pattern.fullmatch(text):
+            raise bad(key, f"{text!r} is not {what}")
+        return text
+
+    provider_url = re.sub(r"\s*,\s*", ",", value("provider_url"))
+    if not provider_url:
+        raise bad("provider_url", "missing (the JNDI provider URL of NFM-P's JMS server)")
+    if re.search(r"\s", provider_url):
+        raise bad("provider_url", f"{provider_url!r} holds white space (URLs are separated by commas alone)")
+    no_space = re.compile(r"\S*")
+    user = value("user") or None
+    client_id = value(
+        "client_id", "", CLIENT_ID, "a client id of the form name@ID (letters, digits, _ . - :)"
+    )
+    if not client_id:
+        raise bad("client_id", "missing (NFM-P's client id of the bridge, name@ID)")
+    topic = value("topic", DEFAULT_TOPIC, TOPIC_NAME, "a topic name")
+    jars: Path | None = None
+    if "jars" in raw:
+        jars = path.parent / os.path.expanduser(value("jars"))  # an absolute path stays as it is
+        if not jars.is_dir():
+            raise bad("jars", f"{jars} is not a folder")
+        if not any(jars.glob("*.jar")):
+            raise bad("jars", f"{jars} holds no .jar files")
+    delay = value("reconnect_delay", str(DEFAULT_RECONNECT_DELAY))
+    try:
+        reconnect_delay = float(delay)
+    except ValueError:
+        raise bad("reconnect_delay", f"{delay!r} is not a number of seconds") from None
+    if not 0.1 <= reconnect_delay <= 3600:
+        raise bad("reconnect_delay", f"{delay} is not between 0.1 and 3600 seconds")
+    return BridgeConfig(
+        file=path,
+        provider_url=provider_url,
+        initial_context_factory=value(
+            "initial_context_factory", DEFAULT_INITIAL_CONTEXT_FACTORY, JAVA_CLASS, "a Java class name"
+        ),
+        context=value("context", DEFAULT_JNDI_CONTEXT, no_space, "a JNDI name").strip("/"),
+        connection_factory=value(
+            "connection_factory", DEFAULT_CONNECTION_FACTORY, re.compile(r"[^\s/]\S*"), "a JNDI name"
+        ).strip("/"),
+        user=user,
+        password=_read_password(
+            path, user, value("password_file") or None, value("password_env") or None, _environ(environ)
+        ),
+        client_id=client_id,
+        subscription_name=value(
+            "subscription_name",
+            client_id.partition("@")[0] + "-bridge",
+            SUBSCRIPTION_NAME,
+            "a subscription name (letters, digits, _ . - : @)",
+        ),
+        topic=topic,
+        selector=value("selector", default_selector(client_id)),
+        local_topic=value(
+            "local_topic",
+            VIRTUAL_TOPIC_PREFIX + topic.rpartition("/")[2],
+            LOCAL_TOPIC_NAME,
+            "a topic name without wildcards",
+        ),
+        jars=jars,
+        reconnect_delay=reconnect_delay,
+        jndi=jndi,
+    )
+
+
+def java_properties(entries: Mapping[str, str], comment: str) -> str:
+    """Return `entries` as a Java .properties file (ASCII, with Java's escapes), `comment` on top."""
+
+    def escape(text: str, *, key: bool) -> str:
+        out = []
+        for index, char in enumerate(text):
+            if char in "\\=:#!":
+                out.append("\\" + char)
+            elif char == " " and (key or index == 0):
+                out.append("\\ ")
+            elif char in "\t\n\r\f":
+                out.append({"\t": "\\t", "\n": "\\n", "\r": "\\r", "\f": "\\f"}[char])
+            elif " " <= char <= "~":
+                out.append(char)
+            else:  # outside printable ASCII: UTF-16 code units, as Properties.load reads them
+                units = char.encode("utf-16-be")
+                out.extend(f"\\u{units[i]:02x}{units[i + 1]:02x}" for i in range(0, len(units), 2))
+        return "".join(out)
+
+    ascii_comment = comment.encode("ascii", "backslashreplace").decode("ascii")  # a path may be non-ASCII
+    lines = [f"# {line}".rstrip() for line in ascii_comment.splitlines()]
+    lines += [f"{escape(key, key=True)}={escape(value, key=False)}" for key, value in entries.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable by its owner only (mode 0600 from the start; atomic rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp makes it 0600
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bridge_files(bridge: BridgeConfig, data: Path) -> None:
+    """Write BRIDGE_PROPERTIES and BRIDGE_JNDI_PROPERTIES (mode 0600: they hold the password) into `data`."""
+    note = (
+        f"Written by nfmp-broker from {bridge.file} for the broker of this data dir to read at start-up; "
+        "deleted once it has.\nMode 0600: it holds the password."
+    )
+    write_private(data / BRIDGE_PROPERTIES, java_properties(bridge.settings(), note))
+    write_private(data / BRIDGE_JNDI_PROPERTIES, java_properties(bridge.jndi_environment(), note))
+
+
+def remove_bridge_files(data: Path) -> None:
+    """Delete the bridge's properties files (the broker reads them once, at start-up)."""
+    for name in (BRIDGE_PROPERTIES, BRIDGE_JNDI_PROPERTIES):
+        with contextlib.suppress(FileNotFoundError):
+            (data / name).unlink()
+
+
+def link_jars(data: Path, jars: Path | None) -> list[Path]:
+    """Make LIB_DIR hold links to the jars of `jars` (None: none) instead of those linked last time.
+
+    Only the links this script made (listed in LIB_LINKS) are replaced: jars put into LIB_DIR by hand stay.
+    Returns the links made.
+    """
+    lib = data / LIB_DIR
+    listing = lib / LIB_LINKS
+    with contextlib.suppress(FileNotFoundError):
+        for name in listing.read_text().splitlines():
+            link = lib / name
+            if name and os.sep not in name and link.is_symlink():
+                link.unlink()
+        listing.unlink()
+    if jars is None:
+        return []
+    made = []
+    try:
+        lib.mkdir(exist_ok=True)
+        for jar in sorted(jars.glob("*.jar")):
+            link = lib / jar.name
+            if link.exists() or link.is_symlink():
+                say(f"{link} exists (put there by hand): not linking {jar}")
+                continue
+            link.symlink_to(jar.resolve())
+            made.append(link)
+        listing.write_text("".join(f"{link.name}\n" for link in made))
+    except OSError as exc:
+        raise BrokerError(f"cannot link the bridge's jars into {lib}: {exc}") from None
+    return made
 
 
 # ---------------------------------------------------------------------------------------------- install
@@ -601,6 +1182,10 @@ class Running:
     pending_limit: int
     heap: str
     started_at: str | None
+    openwire_port: int | None = None
+    network_to: str | None = None
+    network_inactivity: int = DEFAULT_NETWORK_INACTIVITY
+    bridge: str | None = None  # the --bridge file
 
     @property
     def jmx_url(self) -> str:
@@ -644,6 +1229,10 @@ def running_from_argv(pid: int, argv: Sequence[str], started_at: str | None) -> 
         pending_limit=int(props.get("pending.limit", "0")),
         heap=heap,
         started_at=started_at,
+        openwire_port=int(props["openwire.port"]) if "openwire.port" in props else None,
+        network_to=props.get("network.to"),
+        network_inactivity=int(props.get("network.inactivity", DEFAULT_NETWORK_INACTIVITY)),
+        bridge=props.get("nfmp.bridge"),
     )
 
 
@@ -704,12 +1293,13 @@ def find_running(data: Path) -> Running | None:
 
 
 def broker_using_port(port: int) -> tuple[int, str] | None:
-    """(pid, data dir) of a broker of this script that uses `port` for STOMP, STOMP over TLS or JMX."""
+    """(pid, data dir) of a broker of this script that uses `port` (STOMP, STOMP over TLS, OpenWire, JMX)."""
+    names = ("stomp.port", "tls.port", "jmx.port", "openwire.port")
     for pid in all_pids():
         argv = read_cmdline(pid)
         if argv is not None and is_our_broker(argv):
             props = system_properties(argv)
-            if str(port) in (props.get("stomp.port"), props.get("tls.port"), props.get("jmx.port")):
+            if str(port) in (props.get(name) for name in names):
                 return pid, props.get("activemq.data", "?")
     return None
 
@@ -777,6 +1367,10 @@ def check_ports(settings: Settings, data: Path) -> None:
     ]
     if settings.tls_port is not None:
         checks.append(("TLS", settings.tls_port, HOST, "--tls-port PORT or NFMP_BROKER_TLS_PORT"))
+    if settings.openwire_port is not None:
+        checks.append(
+            ("OpenWire", settings.openwire_port, HOST, "--openwire-port PORT or NFMP_BROKER_OPENWIRE_PORT")
+        )
     for what, port, bind_host, how in checks:
         problem = port_problem(port, bind_host)
         if problem is None:
@@ -1012,36 +1606,69 @@ def make_tls_files(data: Path) -> TlsFiles:
     return tls
 
 
-def write_tls_config(data: Path) -> Path:
-    """Write TLS_XML: ACTIVEMQ_XML less its TLS-ONLY marker lines, which turns its TLS blocks on."""
+def config_blocks(source: str) -> dict[str, str]:
+    """Return the optional blocks of a configuration `source`: marker name -> the text inside its blocks.
+
+    A block is the lines between ``<!--NAME-ONLY`` and ``NAME-ONLY-->``, each alone on its line.
+    """
+    blocks: dict[str, list[str]] = {}
+    inside: str | None = None
+    for number, line in enumerate(source.splitlines(keepends=True), 1):
+        opening = re.fullmatch(r"<!--([A-Z]+-ONLY)", line.strip())
+        closing = re.fullmatch(r"([A-Z]+-ONLY)-->", line.strip())
+        if opening:
+            if inside is not None:
+                raise BrokerError(f"{ACTIVEMQ_XML}:{number}: <!--{opening[1]} inside a {inside} block")
+            inside = opening[1]
+            blocks.setdefault(inside, [])
+        elif closing:
+            if inside != closing[1]:
+                raise BrokerError(f"{ACTIVEMQ_XML}:{number}: {closing[1]}--> closes no {closing[1]} block")
+            inside = None
+        elif inside is not None:
+            blocks[inside].append(line)
+    if inside is not None:
+        raise BrokerError(f"{ACTIVEMQ_XML}: a {inside} block is never closed")
+    return {name: "".join(lines) for name, lines in blocks.items()}
+
+
+def render_config(parts: Sequence[str]) -> str:
+    """Return ACTIVEMQ_XML less the marker lines of `parts`, which turns those optional blocks on."""
     source = ACTIVEMQ_XML.read_text()
-    lines = source.splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() not in (f"<!--{TLS_ONLY}", f"{TLS_ONLY}-->")]
-    removed = len(lines) - len(kept)
-    if removed == 0 or removed % 2 or "<sslContext>" not in "".join(kept):
-        raise BrokerError(
-            f"{ACTIVEMQ_XML} has no (or unbalanced) <!--{TLS_ONLY} ... {TLS_ONLY}--> blocks with the TLS "
-            "connector and sslContext"
-        )
-    target = data / TLS_XML
-    target.write_text("".join(kept))
-    return target
+    blocks = config_blocks(source)
+    for part in parts:
+        if BLOCK_CONTENT[part] not in blocks.get(part, ""):
+            raise BrokerError(
+                f"{ACTIVEMQ_XML} has no <!--{part} ... {part}--> block with {BLOCK_CONTENT[part]}"
+            )
+    markers = {f"<!--{part}" for part in parts} | {f"{part}-->" for part in parts}
+    return "".join(line for line in source.splitlines(keepends=True) if line.strip() not in markers)
 
 
 # ------------------------------------------------------------------------------------------------ java
 
 
 def java_command(settings: Settings, data: Path, config: Path, installation: Installation) -> list[str]:
-    """Return the broker's command line; `config` is ACTIVEMQ_XML, or TLS_XML for a broker with TLS."""
-    tls = (
-        [
+    """Return the broker's command line; `config` is ACTIVEMQ_XML, or RUN_XML with optional parts.
+
+    It holds no password: the bridge's is in BRIDGE_PROPERTIES and BRIDGE_JNDI_PROPERTIES.
+    """
+    optional = []
+    if settings.tls_port is not None:
+        optional += [
             f"-Dtls.port={settings.tls_port}",
             f"-Dtls.client.auth={str(settings.tls_client_auth).lower()}",
             f"-Dtls.store.password={TLS_STORE_PASSWORD}",
         ]
-        if settings.tls_port is not None
-        else []
-    )
+    if settings.openwire_port is not None:
+        optional.append(f"-Dopenwire.port={settings.openwire_port}")
+    if settings.network_to is not None:
+        optional += [
+            f"-Dnetwork.to={settings.network_to}",
+            f"-Dnetwork.inactivity={settings.network_inactivity}",
+        ]
+    if settings.bridge is not None:
+        optional.append(f"-Dnfmp.bridge={settings.bridge.file}")  # for `status`; the broker reads the copies
     return [
         installation.java,
         "-Xms64m",
@@ -1071,18 +1698,36 @@ def java_command(settings: Settings, data: Path, config: Path, installation: Ins
         f"-Dwipe.on.start={str(settings.wipe).lower()}",
         f"-Dpending.limit={settings.pending_limit}",
         f"-Dlink.stealing={str(settings.link_stealing).lower()}",
-        *tls,
+        *optional,
         IDENTITY_PROP,
         *("-jar", str(installation.run_jar), "start", f"xbean:file:{config}"),
     ]
 
 
 def prepare_config(settings: Settings, data: Path) -> Path:
-    """Return the configuration file: ACTIVEMQ_XML, or with TLS a fresh TLS_XML (and TLS_DIR made)."""
-    if settings.tls_port is None:
+    """Write what the broker of `settings` needs into `data`; return its configuration file.
+
+    ACTIVEMQ_XML as it is, or with optional parts a fresh RUN_XML; with TLS also TLS_DIR (made once), with a
+    bridge its properties files and the links to its jars. Called with the data dir locked.
+    """
+    parts = settings.optional_parts
+    config = render_config(parts) if parts else None  # first: a broken configuration changes nothing
+    remove_bridge_files(data)
+    link_jars(data, settings.bridge.jars if settings.bridge is not None else None)
+    if settings.wipe:  # the selectors of the queues' consumers go with the queues
+        with contextlib.suppress(FileNotFoundError):
+            (data / SELECTOR_CACHE).unlink()
+    if settings.tls_port is not None:
+        make_tls_files(data)
+    if settings.bridge is not None:
+        write_bridge_files(settings.bridge, data)
+    target = data / RUN_XML
+    if config is None:
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
         return ACTIVEMQ_XML
-    make_tls_files(data)
-    return write_tls_config(data)
+    target.write_text(config)
+    return target
 
 
 def tls_probe(data: Path) -> ssl.SSLContext:
@@ -1092,13 +1737,32 @@ def tls_probe(data: Path) -> ssl.SSLContext:
         raise BrokerError(f"cannot load the TLS client files of {data / TLS_DIR}: {exc}") from None
 
 
-def describe(port: int, pid: int, jmx_port: int, data: Path, tls_port: int | None = None) -> str:
+def describe(
+    port: int,
+    pid: int,
+    jmx_port: int,
+    data: Path,
+    *,
+    tls_port: int | None = None,
+    openwire_port: int | None = None,
+) -> str:
     tls = f" and stomp+ssl://{HOST}:{tls_port}" if tls_port is not None else ""
-    return f"stomp://{HOST}:{port}{tls} (pid {pid}, jmx {jmx_port}, data {data})"
+    openwire = f" and tcp://{HOST}:{openwire_port} (OpenWire)" if openwire_port is not None else ""
+    return f"stomp://{HOST}:{port}{tls}{openwire} (pid {pid}, jmx {jmx_port}, data {data})"
 
 
 def state_record(
-    pid: int, port: int, jmx_port: int, data: Path, *, tls_port: int | None, tls_client_auth: bool
+    pid: int,
+    port: int,
+    jmx_port: int,
+    data: Path,
+    *,
+    tls_port: int | None,
+    tls_client_auth: bool,
+    openwire_port: int | None = None,
+    network_to: str | None = None,
+    network_inactivity: int = DEFAULT_NETWORK_INACTIVITY,
+    bridge: str | None = None,
 ) -> dict[str, object]:
     tls = TlsFiles(data / TLS_DIR)
     return {
@@ -1118,7 +1782,27 @@ def state_record(
             "cert_file": str(tls.client_cert),
             "key_file": str(tls.client_key),
         },
+        "openwire_port": openwire_port,  # null: no OpenWire connector
+        # null without a link; else the other broker's host:port and the inactivity limit in ms
+        "network": None if network_to is None else {"to": network_to, "inactivity_ms": network_inactivity},
+        "bridge": bridge,  # the --bridge file, null without a bridge
     }
+
+
+def settings_record(settings: Settings, pid: int, data: Path) -> dict[str, object]:
+    """Return the broker.json record of the broker `pid` started with `settings`."""
+    return state_record(
+        pid,
+        settings.port,
+        settings.jmx_port,
+        data,
+        tls_port=settings.tls_port,
+        tls_client_auth=settings.tls_client_auth,
+        openwire_port=settings.openwire_port,
+        network_to=settings.network_to,
+        network_inactivity=settings.network_inactivity,
+        bridge=None if settings.bridge is None else str(settings.bridge.file),
+    )
 
 
 # ------------------------------------------------------------------------------------------- commands
@@ -1135,6 +1819,18 @@ def reuse_running(running: Running, settings: Settings, data: Path, timeout: flo
         "pending_limit": ("pending limit", settings.pending_limit, running.pending_limit),
         "heap": ("heap", settings.heap, running.heap),
         "wipe": ("wipe", settings.wipe, False),
+        "openwire_port": ("OpenWire port", settings.openwire_port or "none", running.openwire_port or "none"),
+        "bridge": (
+            "bridge",
+            "none" if settings.bridge is None else str(settings.bridge.file),
+            running.bridge or "none",
+        ),
+        "network_to": ("network link to", settings.network_to or "none", running.network_to or "none"),
+        "network_inactivity": (
+            "network inactivity (ms)",
+            settings.network_inactivity,
+            running.network_inactivity,
+        ),
     }
     differences = [
         f"{label} {have} (requested {want})"
@@ -1170,9 +1866,20 @@ def reuse_running(running: Running, settings: Settings, data: Path, timeout: flo
             data,
             tls_port=running.tls_port,
             tls_client_auth=running.tls_client_auth,
+            openwire_port=running.openwire_port,
+            network_to=running.network_to,
+            network_inactivity=running.network_inactivity,
+            bridge=running.bridge,
         )
         write_state(data, record)
-    where = describe(running.stomp_port, running.pid, running.jmx_port, data, running.tls_port)
+    where = describe(
+        running.stomp_port,
+        running.pid,
+        running.jmx_port,
+        data,
+        tls_port=running.tls_port,
+        openwire_port=running.openwire_port,
+    )
     say(f"reusing the running broker: {where}")
 
 
@@ -1229,6 +1936,9 @@ def start_locked(settings: Settings, data: Path, timeout: float, installation: I
     except KeyboardInterrupt:
         stop_process(proc.pid, data, DEFAULT_STOP_TIMEOUT, quiet=True)
         raise
+    finally:
+        # the broker read them at start-up, before STOMP opened (or it failed): the password leaves the disk
+        remove_bridge_files(data)
     # ActiveMQ only logs a WARN and runs on without JMX when its port is taken (e.g. by a race with the
     # check above); `admin` would then talk to whoever has the port. The connector starts before STOMP.
     jmx_failure = [line for line in log_path.read_text(errors="replace").splitlines() if JMX_FAILED in line]
@@ -1238,17 +1948,16 @@ def start_locked(settings: Settings, data: Path, timeout: float, installation: I
             f"the broker could not open its JMX port {settings.jmx_port} (stopped it again); pick another "
             f"port with --jmx-port PORT or NFMP_BROKER_JMX_PORT. From {log_path}:\n  | {jmx_failure[0]}"
         )
-    record = state_record(
-        proc.pid,
+    write_state(data, settings_record(settings, proc.pid, data))
+    elapsed = time.monotonic() - started
+    where = describe(
         settings.port,
+        proc.pid,
         settings.jmx_port,
         data,
         tls_port=settings.tls_port,
-        tls_client_auth=settings.tls_client_auth,
+        openwire_port=settings.openwire_port,
     )
-    write_state(data, record)
-    elapsed = time.monotonic() - started
-    where = describe(settings.port, proc.pid, settings.jmx_port, data, settings.tls_port)
     say(f"ready: {where} after {elapsed:.1f} s")
 
 
@@ -1303,6 +2012,7 @@ def stop_process(pid: int, data: Path, timeout: float, *, quiet: bool = False) -
 
 def stop_locked(data: Path, timeout: float) -> bool:
     """Stop the broker of `data`; False if none was running."""
+    remove_bridge_files(data)  # left by `fg`, which cannot delete them once java runs
     running = find_running(data)
     if running is None:
         remove_state(data)
@@ -1313,6 +2023,11 @@ def stop_locked(data: Path, timeout: float) -> bool:
     if stopped:
         say(f"broker stopped (pid {running.pid}, data {data}) after {time.monotonic() - started:.1f} s")
     return stopped
+
+
+def cmd_bridge_example(args: argparse.Namespace) -> int:
+    sys.stdout.write(BRIDGE_EXAMPLE)
+    return 0
 
 
 def cmd_install(args: argparse.Namespace) -> int:
@@ -1361,7 +2076,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         extra = f"; stale {STATE_FILE} names pid {stale.get('pid')}" if stale else ""
         say(f"not running (data {data}{extra})")
         return EXIT_NOT_RUNNING
-    where = describe(running.stomp_port, running.pid, running.jmx_port, data, running.tls_port)
+    where = describe(
+        running.stomp_port,
+        running.pid,
+        running.jmx_port,
+        data,
+        tls_port=running.tls_port,
+        openwire_port=running.openwire_port,
+    )
     since = f", started {running.started_at}" if running.started_at else ""
     if not stomp_answers(running.stomp_port):
         say(f"process running but STOMP does not answer: {where}{since}; see {data / CONSOLE_LOG}")
@@ -1381,6 +2103,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         say(f"tls ca file: {tls.ca}")
         say(f"tls client cert file: {tls.client_cert}")
         say(f"tls client key file: {tls.client_key}")
+    if running.network_to is not None:
+        say(
+            f"network: duplex link to tcp://{running.network_to} (OpenWire), inactivity limit "
+            f"{running.network_inactivity} ms, re-dialled every second"
+        )
+    if running.bridge is not None:
+        say(f"bridge: as {running.bridge} says (at start); see {data / CONSOLE_LOG} for its connection")
     return 0
 
 
@@ -1476,16 +2205,15 @@ def cmd_fg(args: argparse.Namespace) -> int:
         check_ports(settings, data)
         command = java_command(settings, data, prepare_config(settings, data), installation)
         # exec keeps the pid, so status/admin/stop work against the foreground broker too
-        record = state_record(
-            os.getpid(),
+        write_state(data, settings_record(settings, os.getpid(), data))
+        where = describe(
             settings.port,
+            os.getpid(),
             settings.jmx_port,
             data,
             tls_port=settings.tls_port,
-            tls_client_auth=settings.tls_client_auth,
+            openwire_port=settings.openwire_port,
         )
-        write_state(data, record)
-        where = describe(settings.port, os.getpid(), settings.jmx_port, data, settings.tls_port)
         say(f"running in the foreground: {where}")
         say("press Ctrl-C to stop")
         os.chdir(data)
@@ -1559,6 +2287,33 @@ def build_parser(prog: str = "nfmp-broker", default_data: Path | None = None) ->
         help="messages a slow non-durable topic subscriber may lag before the oldest are discarded "
         f"(default {DEFAULT_PENDING_LIMIT})",
     )
+    broker_opts.add_argument(
+        "--openwire-port",
+        type=port_number,
+        metavar="PORT",
+        help=f"also serve OpenWire (ActiveMQ's JMS protocol) on this port of {HOST}: for JMS clients and "
+        "another broker's --network-to (env NFMP_BROKER_OPENWIRE_PORT; default: no OpenWire)",
+    )
+    broker_opts.add_argument(
+        "--bridge",
+        metavar="FILE",
+        help="run a JMS bridge from NFM-P's JMS server into the virtual topic VirtualTopic.<topic>, as the "
+        f"INI file FILE says; `{prog} bridge-example` shows every key (default: none)",
+    )
+    broker_opts.add_argument(
+        "--network-to",
+        type=network_address,
+        metavar="HOST:PORT",
+        help="link to another broker's OpenWire connector (duplex): consumers here read its "
+        "Consumer.*.VirtualTopic.> queues (default: no link)",
+    )
+    broker_opts.add_argument(
+        "--network-inactivity",
+        type=inactivity_ms,
+        metavar="MS",
+        help="with --network-to: OpenWire's inactivity limit on the link, in milliseconds; a silently dead "
+        f"link is noticed after 2 to 3 times this, then dialled again (default {DEFAULT_NETWORK_INACTIVITY})",
+    )
     broker_opts.add_argument("--heap", type=heap_size, help=f"java -Xmx (default {DEFAULT_HEAP})")
     broker_opts.add_argument(
         "--wipe", action="store_true", help="delete all stored messages and subscriptions on start-up"
@@ -1613,6 +2368,12 @@ def build_parser(prog: str = "nfmp-broker", default_data: Path | None = None) ->
         [data_opts],
     )
     add("fg", cmd_fg, "run the broker in the foreground, logging to the terminal", [data_opts, broker_opts])
+    add(
+        "bridge-example",
+        cmd_bridge_example,
+        "print a commented example of the --bridge file, with every key and its default",
+        [],
+    )
 
     admin = add("admin", cmd_admin, "JMX admin: list connections and durable subscriptions, close, rmsub", [])
     admin_commands = admin.add_subparsers(dest="admin_command", metavar="ADMIN_COMMAND", required=True)
