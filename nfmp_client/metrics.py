@@ -88,7 +88,9 @@ class ClientCollector(Collector):
             states.add_metric([cid, state.value], float(client.state is state))
         yield states
         statuses = GaugeMetricFamily(
-            f"{p}_health", "LIVE / SYNCING / STALE / DOWN (one-hot).", labels=["client_id", "status"]
+            f"{p}_health",
+            "LIVE / SYNCING / STALE / DOWN / STANDBY (one-hot).",
+            labels=["client_id", "status"],
         )
         for status in HealthStatus:
             statuses.add_metric([cid, status.value], float(health.status is status))
