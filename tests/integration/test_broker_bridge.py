@@ -14,7 +14,6 @@ import os
 import queue
 import signal
 import socket
-import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -28,10 +27,9 @@ from nfmp_client.selector import SYSTEM_OBJECT_TYPES, build_selector, validate_c
 from nfmp_client.testing import FaultProxy, _broker
 from nfmp_client.testing._broker import BrokerError, read_bridge_file
 from tests.conftest import BRIDGE_PASSWORD, NFMP_TOPIC, free_ports, process_alive, run_broker_script
+from tests.integration.test_broker_script import Recorder
 
 if TYPE_CHECKING:
-    from stomp.utils import Frame
-
     from tests.conftest import BridgeFactory, BrokerFactory, BrokerInfo
 
 WAIT = 10.0  # seconds: longest wait for one message
@@ -386,36 +384,17 @@ def test_each_optional_part_turns_its_block_on(bridge_dir: Path) -> None:
 # ======================================================================================================
 
 
-class Inbox(stomp.ConnectionListener):  # type: ignore[misc]
+class Inbox(Recorder):
     """A STOMP 1.2 connection (bodies as bytes) whose messages, receipts and errors land on queues."""
 
     def __init__(self, broker: BrokerInfo, *, text: bool = False) -> None:
+        super().__init__()
         # auto_content_length=False: a SEND without content-length is a JMS TextMessage, as NFM-P sends
         self.conn = stomp.Connection12(
             broker.hosts, auto_decode=False, auto_content_length=not text, reconnect_attempts_max=1
         )
-        self.messages: queue.Queue[Frame] = queue.Queue()
-        self.receipts: queue.Queue[str] = queue.Queue()
-        self.errors: queue.Queue[Frame] = queue.Queue()
-        self.disconnected = threading.Event()
         self.conn.set_listener("inbox", self)
         self.conn.connect(wait=True)
-
-    def on_message(self, frame: Frame) -> None:
-        self.messages.put(frame)
-
-    def on_receipt(self, frame: Frame) -> None:
-        self.receipts.put(frame.headers["receipt-id"])
-
-    def on_error(self, frame: Frame) -> None:
-        self.errors.put(frame)
-
-    def on_disconnected(self) -> None:
-        self.disconnected.set()
-
-    def wait_receipt(self, receipt: str) -> None:
-        assert self.receipts.get(timeout=WAIT) == receipt
-        assert self.errors.empty(), self.errors.get().headers
 
     def subscribe(self, destination: str, **headers: str) -> None:
         receipt = f"sub-{uuid.uuid4()}"

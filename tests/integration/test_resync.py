@@ -165,6 +165,14 @@ def test_durable_reconnect_same_server_needs_no_resync(
             client.stop()
 
 
+def run_again(broker: BrokerInfo, client_id: str, config: dict[str, Any]) -> tuple[NfmpClient, Resyncing]:
+    """The application started again: a new client with the same client id and state directory."""
+    handler = Resyncing()
+    return running(
+        config_for(f"{broker.host}:{broker.port}", client_id=client_id, **config), handler
+    ), handler
+
+
 def started_via(
     proxy: FaultProxy, server: SimulatedServer, handler: Resyncing, state_dir: Path
 ) -> NfmpClient:
@@ -187,10 +195,7 @@ def test_process_restart_with_a_durable_subscription(
     backlog = server.generate(3)
     server.sync()
 
-    second_handler = Resyncing()
-    second = running(
-        config_for(f"{broker.host}:{broker.port}", client_id=client_id, **config), second_handler
-    )
+    second, second_handler = run_again(broker, client_id, config)
     try:
         assert second_handler.take(3) == backlog
         second_handler.no_request(within=1.5)
@@ -609,6 +614,16 @@ def test_a_synchronous_retrieval_does_not_block_the_client(
 KEEPALIVES_LEARNED = 1.2  # seconds of the simulator's 0.2 s keep-alives: enough intervals to learn the period
 
 
+def ran_in_sync(server: SimulatedServer, broker: BrokerInfo, state_dir: Path) -> tuple[str, dict[str, Any]]:
+    """An application that ran in sync long enough to learn the keep-alive period, then stopped: its client
+    id and settings."""
+    config = settings(state_dir)
+    first = started(server, broker, Resyncing(), **config)
+    time.sleep(KEEPALIVES_LEARNED)
+    first.stop()
+    return first.config.client_id, config
+
+
 def test_a_subscription_lost_while_away_without_jms_missed_events_is_one_keepalive_gap_resync(
     server: SimulatedServer, broker: BrokerInfo, admin: ActiveMQAdmin, tmp_path: Path
 ) -> None:
@@ -616,21 +631,13 @@ def test_a_subscription_lost_while_away_without_jms_missed_events_is_one_keepali
     down (an administrator, a broker that lost its store) and nothing says so. Before the continuity check the
     5 alarms published meanwhile were lost without a resync; now the first keep-alive after the restart is
     seconds later than the last one before it, and the application resyncs, once."""
-    handler = Resyncing()
-    config = settings(tmp_path)
-    first = started(server, broker, handler, **config)
-    client_id = first.config.client_id
-    time.sleep(KEEPALIVES_LEARNED)
-    first.stop()
+    client_id, config = ran_in_sync(server, broker, tmp_path)
     admin.remove_durable_subscription(client_id, client_id)
     lost = server.generate(5)
     server.sync()
     time.sleep(1.0)  # five keep-alive periods with nothing kept for the client
 
-    second_handler = Resyncing()
-    second = running(
-        config_for(f"{broker.host}:{broker.port}", client_id=client_id, **config), second_handler
-    )
+    second, second_handler = run_again(broker, client_id, config)
     try:
         request = second_handler.next_request()
         assert request.reason is ResyncReason.KEEPALIVE_GAP
@@ -650,19 +657,11 @@ def test_a_long_absence_with_the_subscription_kept_needs_no_resync(
 ) -> None:
     """Down for 25 keep-alive periods, the subscription kept everything (keep-alives included): the first
     keep-alive after the restart is one from the gap, so no resync, and the backlog drains."""
-    handler = Resyncing()
-    config = settings(tmp_path)
-    first = started(server, broker, handler, **config)
-    client_id = first.config.client_id
-    time.sleep(KEEPALIVES_LEARNED)
-    first.stop()
+    client_id, config = ran_in_sync(server, broker, tmp_path)
     backlog = server.generate(5)
     time.sleep(5.0)
 
-    second_handler = Resyncing()
-    second = running(
-        config_for(f"{broker.host}:{broker.port}", client_id=client_id, **config), second_handler
-    )
+    second, second_handler = run_again(broker, client_id, config)
     try:
         assert second_handler.take(5) == backlog
         second_handler.no_request(within=1.5)
