@@ -334,24 +334,23 @@ def jmx_url(jmx_port: int) -> str:
     return f"service:jmx:rmi:///jndi/rmi://{HOST}:{jmx_port}/jmxrmi"
 
 
-def port_number(text: str) -> int:
+def _integer(text: str, noun: str, low: int, high: int | None, out_of_range: str) -> int:
+    """Read `text` as an integer from `low` to `high` (None: no limit), or say what is wrong (argparse)."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {value}")
+        raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"{out_of_range}: {value}")
     return value
+
+
+def port_number(text: str) -> int:
+    return _integer(text, "a port number", 1, 65535, "port out of range 1-65535")
 
 
 def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
+    return _integer(text, "an integer", 1, None, "must be at least 1")
 
 
 def positive_float(text: str) -> float:
@@ -392,13 +391,8 @@ def network_address(text: str) -> str:
 
 
 def inactivity_ms(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {text!r}") from None
-    if value < MIN_NETWORK_INACTIVITY:
-        raise argparse.ArgumentTypeError(f"at least {MIN_NETWORK_INACTIVITY} (milliseconds): {value}")
-    return value
+    low = MIN_NETWORK_INACTIVITY
+    return _integer(text, "a number of milliseconds", low, None, f"at least {low} (milliseconds)")
 
 
 def env_port(name: str) -> int | None:
