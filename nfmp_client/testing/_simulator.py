@@ -26,7 +26,6 @@ restart. Tests that need the broker itself down use their own broker control, an
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import logging
@@ -741,16 +740,18 @@ class SimulatedServer:
 
     def _connect(self) -> None:
         # Under the lock: a publisher that needs the connection now waits for it.
-        opened = self._open()
-        if opened is None:
+        if not self._open():
             raise SimulatorError("the simulated server is stopping")
-        self._install(*opened)
 
-    def _open(self, give_up: Callable[[], bool] | None = None) -> tuple[Any, int] | None:
-        """Connect within the connect timeout; return the connection and its attempt number.
+    def _open(self, *, reconnect: bool = False) -> bool:
+        """Connect within the connect timeout and install the connection; False when no longer needed.
 
-        None when *give_up* says so between attempts, or once :meth:`stop` was called. Touches no state but
-        the queues, so the worker can wait for the broker without holding the lock.
+        Each attempt holds the lock until its connection is installed, so two never overlap: the broker
+        refuses a CONNECT under a client id that a connection holds ("already connected"), and an attempt
+        made beside another one that got through would be refused for as long as that one lives, unused.
+        Between attempts the lock is free unless the caller holds it: the worker waits for the broker
+        without blocking publishers. Gives up (False) once :meth:`stop` was called and, with *reconnect*,
+        once the connection is no longer lost (a publisher reconnected).
 
         Raises:
             SimulatorError: No connection within the connect timeout.
@@ -758,22 +759,31 @@ class SimulatedServer:
         deadline = time.monotonic() + self._connect_timeout
         username, password = self._credentials
         while True:
-            if self._stopping.is_set() or (give_up is not None and give_up()):
-                return None
-            serial = next(self._attempts)
-            conn = stomp.Connection12([(self._host, self._port)], heartbeats=(0, 0), reconnect_attempts_max=1)
-            conn.set_listener("simulator", _Listener(self._inbox, self._receipts, serial))
-            headers = {"client-id": self._client_id}
-            try:
-                conn.connect(username, password, wait=True, headers=headers)
-                return conn, serial
-            except Exception as exc:  # noqa: BLE001  # any failure: retry until the deadline
-                if time.monotonic() > deadline:
-                    raise SimulatorError(
-                        f"cannot connect to the broker at {self._host}:{self._port} as {self._client_id!r}: "
-                        f"{type(exc).__name__}"
-                    ) from None
-                time.sleep(_RETRY_PAUSE)
+            with self._lock:
+                if self._stopping.is_set() or (reconnect and not self._lost()):
+                    return False
+                serial = next(self._attempts)
+                # No sleep inside stomp.py after a refused attempt (the lock is held): the pause is below.
+                conn = stomp.Connection12(
+                    [(self._host, self._port)],
+                    heartbeats=(0, 0),
+                    reconnect_attempts_max=1,
+                    reconnect_sleep_initial=0,
+                )
+                conn.set_listener("simulator", _Listener(self._inbox, self._receipts, serial))
+                try:
+                    conn.connect(username, password, wait=True, headers={"client-id": self._client_id})
+                except Exception as exc:  # noqa: BLE001  # any failure: retry until the deadline
+                    failure = type(exc).__name__
+                else:
+                    self._install(conn, serial)
+                    return True
+            if time.monotonic() > deadline:
+                raise SimulatorError(
+                    f"cannot connect to the broker at {self._host}:{self._port} as {self._client_id!r}: "
+                    f"{failure}"
+                )
+            time.sleep(_RETRY_PAUSE)
 
     def _install(self, conn: Any, serial: int) -> None:
         """Make *conn* the connection (under the lock) and watch the advisories through it.
@@ -800,17 +810,10 @@ class SimulatedServer:
     def _reconnect(self) -> bool:
         """Reconnect after the connection was lost; False when the broker is still away (retry later)."""
         try:
-            opened = self._open(give_up=lambda: not self._lost())
+            self._open(reconnect=True)
         except SimulatorError as exc:
             log.debug("simulator: %s; retrying", exc)  # said once, when the connection was lost
             return False
-        with self._lock:
-            if opened is None or not self._lost():
-                if opened is not None:  # not needed after all: the client id is the simulator's only one
-                    with contextlib.suppress(Exception):
-                        opened[0].disconnect()
-                return True
-            self._install(*opened)
         return True
 
     def _lost(self) -> bool:

@@ -36,6 +36,7 @@ from nfmp_client.codec import decode_message
 from nfmp_client.testing import (
     PORT_CLASS,
     ActiveMQAdmin,
+    FaultProxy,
     NetworkModel,
     ServerIdentity,
     SimulatedServer,
@@ -631,6 +632,55 @@ class TestScenarios:
             r for r in caplog.records if r.name == "nfmp_client.testing" and r.levelno >= logging.ERROR
         ]
         assert not failures, [r.getMessage() for r in failures]
+
+    def test_back_on_a_broker_stopped_for_seconds(
+        self, broker_factory: BrokerFactory, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The broker is stopped for seconds and started again, and events are generated while the
+        worker's reconnect is under way: they are published on the worker's connection and reach a durable
+        subscriber within seconds. A publisher that connected beside the worker, under the lock, would be
+        refused ("already connected") for the whole connect timeout, the client id held by the worker's new
+        connection, itself waiting for that lock to be installed.
+
+        The simulator reaches the broker through a proxy that delays each way by a second, so the worker's
+        CONNECT is known to have reached the broker a second before its answer comes back: the window of
+        the race, which a broker slow to answer at start-up opens too."""
+        caplog.set_level(logging.INFO, logger="nfmp_client.testing")
+        info = broker_factory()
+        oss = Oss(info)
+        with contextlib.ExitStack() as cleanup:
+            proxy = cleanup.enter_context(FaultProxy(info.host, info.port))
+            sim = cleanup.enter_context(
+                SimulatedServer(
+                    *proxy.address, seed=11, keepalive_interval=0.2, client_id=f"sim-{uuid.uuid4().hex[:8]}"
+                )
+            )
+            cleanup.callback(oss.disconnect)
+            oss.connect()
+            sim.wait_for_subscriber(oss.client_id)
+            oss.next(SystemInfoEvent)
+            oss.disconnect()
+
+            info.stop()
+            proxy.delay(1.0)
+            time.sleep(1.0)
+            before = proxy.stats().bytes_to_target
+            info.start()
+            proxy.wait_until(lambda s: s.bytes_to_target > before)  # the worker's CONNECT is there
+            sim.broker_restarted()
+            started = time.monotonic()
+            sent = sim.generate(5)
+            oss.connect()
+            got: list[Event] = []
+            while len(got) < len(sent) and (remaining := started + 5.0 - time.monotonic()) > 0:
+                with contextlib.suppress(queue.Empty):
+                    event = oss.events.get(timeout=remaining)[1]
+                    if not isinstance(event, (KeepAliveEvent, SystemInfoEvent)):
+                        got.append(bare(event))
+
+        assert got == sent
+        refused = [r.getMessage() for r in caplog.records if "already connected" in r.getMessage()]
+        assert not refused, refused
 
     def test_scenarios_need_admin(self, broker: BrokerInfo) -> None:
         """Without broker admin access the session scenarios say what is missing."""
