@@ -9,6 +9,7 @@ consumes its own queue. Every figure a test measures is printed (``-s`` shows th
 from __future__ import annotations
 
 import dataclasses
+import json
 import queue
 import time
 import uuid
@@ -30,7 +31,15 @@ from nfmp_client import (
 )
 from nfmp_client.testing import FaultProxy, SimulatedServer
 
-from ..conftest import NFMP_TOPIC, BridgeFactory, BridgeTopology, BrokerFactory, BrokerInfo, write_bridge_file
+from ..conftest import (
+    NFMP_TOPIC,
+    BridgeFactory,
+    BridgeTopology,
+    BrokerFactory,
+    BrokerInfo,
+    run_broker_script,
+    write_bridge_file,
+)
 from .test_client import WAIT, bare, config_for, running
 from .test_resync import Resyncing
 
@@ -290,6 +299,12 @@ class TestNetworked:
         assert topology.bridge.openwire_port is not None
         with FaultProxy(topology.bridge.host, topology.bridge.openwire_port) as link:
             b = broker_factory(network_to=link.port, network_inactivity=2000)
+            assert json.loads((b.data_dir / "broker.json").read_text())["network"] == {
+                "to": f"127.0.0.1:{link.port}",
+                "inactivity_ms": 2000,
+            }
+            status = run_broker_script("status", "--data", str(topology.bridge.data_dir)).stdout
+            assert f"tcp://127.0.0.1:{topology.bridge.openwire_port} (OpenWire)" in status
             client, handler = start_app(b, topology, "far", tmp_path, keepalive_timeout=3.0)
             try:
                 time.sleep(1.0)
@@ -318,6 +333,8 @@ class TestNetworked:
                 assert drain(handler, 5) == during_cut
                 healed = time.monotonic() - cut
                 assert loss.reason is LossReason.WATCHDOG_EXPIRED
+                assert healed < 12.0  # the link: 3 inactivity periods of 2 s and a re-dial; the watchdog: 3 s
+                assert link.stats().accepted >= 2  # B dialled again
                 assert nothing_more(handler) == []
                 print(
                     f"\nnetwork: B restarted, events back in {b_back:.1f} s; A restarted, back in {a_back:.1f} s; "
