@@ -212,9 +212,10 @@ class Supervisor:
         self._server_index = 0
         self._empty_losses = 0
         self._delivered = False
-        self._standby_on: str | None = (
-            None  # an exclusive consumer subscribed on this server, not handed the queue
-        )
+        # An exclusive consumer subscribed, not handed the queue yet; and the server its durable state was on
+        # before, if it moved (judged once it is handed the queue).
+        self._standby = False
+        self._standby_moved_from: str | None = None
         self._lost_at: float | None = None
         self._last_loss: ConnectionLost | None = None
         self._last_error: BaseException | None = None  # what the last callback that raised raised
@@ -524,7 +525,7 @@ class Supervisor:
         if self._config.exclusive:
             # A standby until the broker hands this consumer the queue (its first message): its silence is no
             # fault (heart-beats still watch the path) and nothing it has not received is judged yet.
-            self._standby_on = moved_from or ""
+            self._standby, self._standby_moved_from = True, moved_from
             log.info("%s: subscribed on %s as a standby (exclusive consumer)", self._config.client_id, server)
         else:
             self._watchdog.start(now)
@@ -620,7 +621,7 @@ class Supervisor:
     def _take(self, message: Decoded) -> None:
         transport = self._transport
         assert transport is not None  # noqa: S101  # CONNECTED always has one
-        if self._standby_on is not None:
+        if self._standby:
             self._activate(transport, message.at)
         self._watchdog.observe(message.at)
         self._last_message_at = message.at
@@ -638,7 +639,7 @@ class Supervisor:
     def _activate(self, transport: Transport, now: float) -> None:
         # The broker handed the queue to this standby: from here on it is watched and judged as any connection
         # (the continuity check judges what the active instance consumed meanwhile).
-        moved_from, self._standby_on = self._standby_on or None, None
+        moved_from, self._standby, self._standby_moved_from = self._standby_moved_from, False, None
         log.info("%s: active: %s handed the queue to this consumer", self._config.client_id, transport.server)
         self._watchdog.start(now)
         self.resync.connected(str(transport.server), now, moved_from=moved_from)
@@ -646,7 +647,7 @@ class Supervisor:
     @property
     def standby(self) -> bool:
         """Whether the client is an exclusive consumer that the broker has not handed the queue yet."""
-        return self._standby_on is not None
+        return self._standby
 
     def _replay(self, events: list[DataEvent]) -> None:
         # The held events, in order. A handler that raises on one is treated as on the stream: that event
@@ -701,7 +702,7 @@ class Supervisor:
     def _detach(self) -> Transport | None:
         # The current connection stops being the client's: no request waits on it, no watchdog watches it.
         transport, self._transport = self._transport, None
-        self._standby_on = None
+        self._standby, self._standby_moved_from = False, None
         self.resync.disconnected()
         self._watchdog.stop()
         self._probe_at = _INF
