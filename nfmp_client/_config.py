@@ -468,7 +468,8 @@ class ClientConfig:
     continuity_check: bool = True
     """After each reconnect of a durable subscription (and a restart of the application), compare the server
     time of the first keep-alive received with the last one before: a gap of more than *keepalive_gap_factor*
-    periods means the events of the gap were not kept, and asks for a resync (``KEEPALIVE_GAP``). See
+    periods means the events of the gap were not kept, and asks for a resync (``KEEPALIVE_GAP``). Through a
+    JMS bridge (*upstream_client_id* or *queue*) every gap between two keep-alives is judged. See
     :doc:`background <background>`, *The continuity check*."""
     keepalive_gap_factor: float = field(default=DEFAULT_GAP_FACTOR, validator=_above_one)
     """How many keep-alive periods a gap in the keep-alives may last before it counts as a hole."""
