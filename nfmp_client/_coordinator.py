@@ -471,14 +471,26 @@ class ResyncCoordinator:
 
     def _persist(self, *, force: bool = False) -> None:
         # Only a changed baseline is written: every write is an fsync on the supervisor thread. The time of
-        # the last event rides along (informational: it is no reason to write).
+        # the last event rides along (informational: it is no reason to write). A write for the last
+        # keep-alive alone (one per keep-alive period) is not synced: replaced atomically, it survives a crash
+        # of the process; a crash of the machine may leave an older keep-alive, which can only make a gap
+        # look longer (a resync too many, never one too few).
         baseline = self._rules.baseline
         if baseline == self._saved and not force:
             return
+        saved = self._saved
+        sync = (
+            force
+            or saved is None
+            or attrs.evolve(
+                saved, last_keepalive=baseline.last_keepalive, keepalive_period=baseline.keepalive_period
+            )
+            != baseline
+        )
         last = self._last_event_at
         stamped = baseline if last is None else attrs.evolve(baseline, last_event_at=last)
         try:
-            self._store.save(stamped, now=utc_now())
+            self._store.save(stamped, now=utc_now(), sync=sync)
             self._saved, self._last_event_at = baseline, None
         except StateError as exc:
             log.error("%s: the resync baseline could not be saved: %s", self._config.client_id, exc)

@@ -290,8 +290,11 @@ class StateStore:
             )
         return baseline
 
-    def save(self, baseline: Baseline, *, now: datetime) -> Baseline:
+    def save(self, baseline: Baseline, *, now: datetime, sync: bool = True) -> Baseline:
         """Write *baseline* (with ``saved_at`` = *now*) atomically and durably; return what was written.
+
+        Without *sync* the new file replaces the old one atomically but is not flushed to the disk: it
+        survives a crash of the process, not necessarily one of the machine (which leaves the previous file).
 
         Raises:
             StateError: The directory cannot be created or written (the previous file is left as it was).
@@ -307,11 +310,13 @@ class StateStore:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(descriptor, view) :]
-                os.fsync(descriptor)
+                if sync:
+                    os.fsync(descriptor)
             finally:
                 os.close(descriptor)
             os.replace(temporary, path)
-            _fsync_directory(self.directory)
+            if sync:
+                _fsync_directory(self.directory)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 temporary.unlink()

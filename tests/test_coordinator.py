@@ -16,6 +16,7 @@ from nfmp_client import (
     ClientConfig,
     EventHeader,
     JmsMissedEvents,
+    KeepAliveEvent,
     ObjectDeletion,
     ResyncMode,
     ResyncReason,
@@ -359,3 +360,32 @@ class TestCrash:
         assert request.reason is ResyncReason.INCOMPLETE
         assert "server-restarted" in request.evidence["owed"]
         assert request.evidence["new_sys_start_time"] == "2"
+
+
+def test_a_keepalive_alone_is_written_without_a_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each keep-alive's time is on disk before it is acknowledged, but only a write that changes more than
+    the keep-alive is synced: one fsync per keep-alive would cost every client a disk flush per period."""
+    harness = Harness(tmp_path, defer=False)
+    harness.up()
+    harness.settle()
+    writes: list[bool] = []
+    save = StateStore.save
+
+    def recorded(store: StateStore, baseline: Any, *, now: datetime, sync: bool = True) -> Any:
+        writes.append(sync)
+        return save(store, baseline, now=now, sync=sync)
+
+    monkeypatch.setattr(StateStore, "save", recorded)
+    for second in range(5):
+        keepalive = KeepAliveEvent(
+            header=EventHeader(os_time=datetime(2026, 12, 1, 8, 0, second, tzinfo=timezone.utc))
+        )
+        harness.coordinator.observe(keepalive, 2.0 + second)
+    harness.coordinator.observe(
+        SystemInfoEvent(sys_start_time="2", jms_start_time="2", sys_primary_ip="10.0.0.1"), 8.0
+    )
+
+    assert writes == [False] * 5 + [True]
+    saved = StateStore(tmp_path).load("oss1@1")
+    assert saved is not None
+    assert saved.last_keepalive == datetime(2026, 12, 1, 8, 0, 4, tzinfo=timezone.utc)
