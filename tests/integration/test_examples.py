@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
 import signal
 import sqlite3
@@ -129,6 +130,7 @@ def test_alarm_mirror_equals_the_truth_after_the_scenarios(
             stdout=subprocess.PIPE,
             stderr=errors_file,
             text=True,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps every thread (see below)
         )
         output = _Output(process)
         try:
@@ -143,9 +145,15 @@ def test_alarm_mirror_equals_the_truth_after_the_scenarios(
             server.overflow(client_id, 4)  # these never reach the mirror: JmsMissedEvents, then a resync
             output.wait_for("(missed-events)")
             process.send_signal(signal.SIGINT)  # Ctrl-C: the mirror stops and says how many alarms it has
-            process.wait(timeout=40)
+            try:
+                process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGABRT)  # where every thread is, into stderr
+                process.wait(timeout=10)
+                pytest.fail(f"no exit 40 s after Ctrl-C:\n{output.rest()}\n{errors.read_text()}")
         finally:
             process.kill()
+            process.wait()
         stdout, stderr = output.rest(), errors.read_text()
 
     assert process.returncode == 0, stdout + stderr
