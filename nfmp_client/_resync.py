@@ -251,9 +251,12 @@ class ResyncRules:
             primary_ip=primary_ip if primary_ip is not None else old.primary_ip,
         )
         self._baseline = new
-        if old.in_sync and (old.sys_start_time, old.jms_start_time, old.primary_ip) == (None, None, None):
+        unknown = (old.sys_start_time, old.jms_start_time, old.primary_ip) == (None, None, None)
+        if old.in_sync and unknown and self._expect_system_info:
             # The last resync completed before any SystemInfoEvent was seen: whether the server restarted
-            # since cannot be told, so the copy cannot be trusted against this identity.
+            # since cannot be told, so the copy cannot be trusted against this identity. Through a bridge the
+            # resync never waits for one (NFM-P greets the bridge, at its own times): the first identity is
+            # taken as it is, and a restart or switchover before it showed as a gap in the keep-alives.
             return Trigger(
                 reason=ResyncReason.SERVER_STATE_UNKNOWN,
                 evidence={"detail": "the last resync completed before the server's identity was known"},

@@ -445,3 +445,23 @@ class TestSchedule:
         assert set().union(*(d.reasons for _, d in requests)) == seen
         times = [t for t, _ in requests]
         assert all(b - a >= interval - 1e-9 for a, b in itertools.pairwise(times))
+
+
+@pytest.mark.parametrize(
+    ("expect_system_info", "reason"), [(True, ResyncReason.SERVER_STATE_UNKNOWN), (False, None)]
+)
+def test_the_first_identity_after_a_blind_resync(
+    expect_system_info: bool, reason: ResyncReason | None
+) -> None:
+    """Directly, a resync that completed before any SystemInfoEvent was seen cannot be trusted against the first
+    identity (the server may have restarted in between). Through a bridge no resync waits for one: the first
+    identity is taken as it is, a restart before it having shown as a gap in the keep-alives."""
+    subscription = Subscription(client_id="oss@1", topic="t", selector="s", durable=True)
+    blind = Baseline(client_id="oss@1", topic="t", selector="s", durable=True, resync_epoch=1, in_sync=True)
+    rules = ResyncRules(subscription, blind, expect_system_info=expect_system_info)
+    rules.connected("broker:61613")
+
+    trigger = rules.system_info(sys_start_time="1", jms_start_time="1", primary_ip="10.0.0.1")
+
+    assert (trigger.reason if trigger else None) is reason
+    assert rules.baseline.sys_start_time == "1"

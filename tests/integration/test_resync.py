@@ -611,7 +611,7 @@ def test_a_synchronous_retrieval_does_not_block_the_client(
 
 # ------------------------------------------------------------------------------ the continuity check
 
-KEEPALIVES_LEARNED = 1.2  # seconds of the simulator's 0.2 s keep-alives: enough intervals to learn the period
+KEEPALIVES_LEARNED = 0.9  # seconds of the simulator's 0.2 s keep-alives: enough intervals to learn the period
 
 
 def ran_in_sync(server: SimulatedServer, broker: BrokerInfo, state_dir: Path) -> tuple[str, dict[str, Any]]:

@@ -663,7 +663,7 @@ class TestScenarios:
 
             info.stop()
             proxy.delay(1.0)
-            time.sleep(1.0)
+            time.sleep(0.5)
             before = proxy.stats().bytes_to_target
             info.start()
             proxy.wait_until(lambda s: s.bytes_to_target > before)  # the worker's CONNECT is there
