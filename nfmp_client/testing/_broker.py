@@ -1731,18 +1731,17 @@ def tls_probe(data: Path) -> ssl.SSLContext:
         raise BrokerError(f"cannot load the TLS client files of {data / TLS_DIR}: {exc}") from None
 
 
-def describe(
-    port: int,
-    pid: int,
-    jmx_port: int,
-    data: Path,
-    *,
-    tls_port: int | None = None,
-    openwire_port: int | None = None,
-) -> str:
-    tls = f" and stomp+ssl://{HOST}:{tls_port}" if tls_port is not None else ""
-    openwire = f" and tcp://{HOST}:{openwire_port} (OpenWire)" if openwire_port is not None else ""
-    return f"stomp://{HOST}:{port}{tls}{openwire} (pid {pid}, jmx {jmx_port}, data {data})"
+def describe(record: Mapping[str, object]) -> str:
+    """Say where the broker of a `state_record` listens, in one line."""
+    tls = record["tls"]
+    tls_port = tls.get("port") if isinstance(tls, dict) else None
+    openwire_port = record["openwire_port"]
+    parts = [f"stomp://{HOST}:{record['stomp_port']}"]
+    if tls_port is not None:
+        parts.append(f"stomp+ssl://{HOST}:{tls_port}")
+    if openwire_port is not None:
+        parts.append(f"tcp://{HOST}:{openwire_port} (OpenWire)")
+    return " and ".join(parts) + f" (pid {record['pid']}, jmx {record['jmx_port']}, data {record['data']})"
 
 
 def state_record(
@@ -1781,6 +1780,22 @@ def state_record(
         "network": None if network_to is None else {"to": network_to, "inactivity_ms": network_inactivity},
         "bridge": bridge,  # the --bridge file, null without a bridge
     }
+
+
+def running_record(running: Running, data: Path) -> dict[str, object]:
+    """Return the broker.json record of `running`, as read from its command line."""
+    return state_record(
+        running.pid,
+        running.stomp_port,
+        running.jmx_port,
+        data,
+        tls_port=running.tls_port,
+        tls_client_auth=running.tls_client_auth,
+        openwire_port=running.openwire_port,
+        network_to=running.network_to,
+        network_inactivity=running.network_inactivity,
+        bridge=running.bridge,
+    )
 
 
 def settings_record(settings: Settings, pid: int, data: Path) -> dict[str, object]:
@@ -1852,29 +1867,10 @@ def reuse_running(running: Running, settings: Settings, data: Path, timeout: flo
                 f"{data / CONSOLE_LOG} or run `{_INVOCATION.prog} restart`"
             )
         time.sleep(0.2)
+    record = running_record(running, data)
     if (read_state(data) or {}).get("pid") != running.pid:  # broker.json lost: rebuild it
-        record = state_record(
-            running.pid,
-            running.stomp_port,
-            running.jmx_port,
-            data,
-            tls_port=running.tls_port,
-            tls_client_auth=running.tls_client_auth,
-            openwire_port=running.openwire_port,
-            network_to=running.network_to,
-            network_inactivity=running.network_inactivity,
-            bridge=running.bridge,
-        )
         write_state(data, record)
-    where = describe(
-        running.stomp_port,
-        running.pid,
-        running.jmx_port,
-        data,
-        tls_port=running.tls_port,
-        openwire_port=running.openwire_port,
-    )
-    say(f"reusing the running broker: {where}")
+    say(f"reusing the running broker: {describe(record)}")
 
 
 def start_locked(settings: Settings, data: Path, timeout: float, installation: Installation) -> None:
@@ -1942,17 +1938,9 @@ def start_locked(settings: Settings, data: Path, timeout: float, installation: I
             f"the broker could not open its JMX port {settings.jmx_port} (stopped it again); pick another "
             f"port with --jmx-port PORT or NFMP_BROKER_JMX_PORT. From {log_path}:\n  | {jmx_failure[0]}"
         )
-    write_state(data, settings_record(settings, proc.pid, data))
-    elapsed = time.monotonic() - started
-    where = describe(
-        settings.port,
-        proc.pid,
-        settings.jmx_port,
-        data,
-        tls_port=settings.tls_port,
-        openwire_port=settings.openwire_port,
-    )
-    say(f"ready: {where} after {elapsed:.1f} s")
+    record = settings_record(settings, proc.pid, data)
+    write_state(data, record)
+    say(f"ready: {describe(record)} after {time.monotonic() - started:.1f} s")
 
 
 def signal_process(pid: int, pidfd: int | None, sig: int) -> None:
@@ -2070,14 +2058,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         extra = f"; stale {STATE_FILE} names pid {stale.get('pid')}" if stale else ""
         say(f"not running (data {data}{extra})")
         return EXIT_NOT_RUNNING
-    where = describe(
-        running.stomp_port,
-        running.pid,
-        running.jmx_port,
-        data,
-        tls_port=running.tls_port,
-        openwire_port=running.openwire_port,
-    )
+    where = describe(running_record(running, data))
     since = f", started {running.started_at}" if running.started_at else ""
     if not stomp_answers(running.stomp_port):
         say(f"process running but STOMP does not answer: {where}{since}; see {data / CONSOLE_LOG}")
@@ -2199,16 +2180,9 @@ def cmd_fg(args: argparse.Namespace) -> int:
         check_ports(settings, data)
         command = java_command(settings, data, prepare_config(settings, data), installation)
         # exec keeps the pid, so status/admin/stop work against the foreground broker too
-        write_state(data, settings_record(settings, os.getpid(), data))
-        where = describe(
-            settings.port,
-            os.getpid(),
-            settings.jmx_port,
-            data,
-            tls_port=settings.tls_port,
-            openwire_port=settings.openwire_port,
-        )
-        say(f"running in the foreground: {where}")
+        record = settings_record(settings, os.getpid(), data)
+        write_state(data, record)
+        say(f"running in the foreground: {describe(record)}")
         say("press Ctrl-C to stop")
         os.chdir(data)
         try:
