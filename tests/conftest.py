@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +18,12 @@ from typing import Protocol
 import pytest
 
 from nfmp_client.testing import ActiveMQAdmin, DurableSubscription, SimulatedServer
+
+# A shell's background job (`nohup ... &`) starts with SIGINT ignored, and its children inherit that: a Python
+# child then installs no KeyboardInterrupt handler, and a test that presses Ctrl-C on an example or a command
+# waits in vain. A handler here makes every child start with SIGINT's default again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # ======================================================================================================
 # ActiveMQ test broker (tests marked `integration`)

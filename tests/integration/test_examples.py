@@ -131,9 +131,6 @@ def test_alarm_mirror_equals_the_truth_after_the_scenarios(
             stderr=errors_file,
             text=True,
             env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps every thread (see below)
-            # Ctrl-C must reach it: a shell's background job (nohup ... &) starts with SIGINT ignored, and
-            # Python then installs no KeyboardInterrupt handler.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509  # nothing else
         )
         output = _Output(process)
         try:
