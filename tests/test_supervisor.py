@@ -1159,7 +1159,9 @@ class TestQueue:
         rig.a.refuse()
         rig.a.drop()
         rig.runner.advance(1.0)
+        assert rig.a.queues() == {QUEUE: 0}  # everything acknowledged
         rig.a.delete_queue(QUEUE)
+        assert rig.a.queues() == {}
         keepalive(rig.a, 40)  # no queue: not kept
         rig.a.accept()
         rig.runner.advance(5.0)
