@@ -1336,13 +1336,34 @@ def stomp_answers(port: int, timeout: float = PROBE_TIMEOUT, tls: ssl.SSLContext
         return False
 
 
+def _accepts_connections(port: int) -> bool:
+    """Whether something on HOST accepts a connection to `port`.
+
+    The probe never connects from `port` itself: a free port of the ephemeral range, picked by the kernel as
+    the probe's own, would "accept" (TCP's simultaneous open) and then sit in TIME_WAIT, unusable for the
+    broker for a minute.
+    """
+    for _ in range(5):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((HOST, 0))
+            if probe.getsockname()[1] == port:
+                continue  # the kernel picked the port probed: another one
+            probe.settimeout(1.0)
+            try:
+                probe.connect((HOST, port))
+            except OSError:
+                return False
+            return True
+    return False
+
+
 def port_problem(port: int, bind_host: str) -> str | None:
     """Say why the broker could not listen on `port` (None if it can).
 
     Something accepts connections there, or binding fails the way it will for the broker (java sets
     SO_REUSEADDR, so TIME_WAIT does not count).
     """
-    with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1.0):
+    if _accepts_connections(port):
         return "is already in use (it accepts connections)"
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -17,7 +17,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import stomp
@@ -577,3 +577,28 @@ class TestOpenWire:
         assert result.returncode == 1, result.stdout
         assert f"OpenWire port none (requested {openwire})" in result.stdout
         assert "restart" in result.stdout
+
+
+def test_the_port_probe_never_connects_from_the_port_it_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A free port of the ephemeral range "accepts" a probe the kernel happens to send from that very port
+    (TCP's simultaneous open), which then sits in TIME_WAIT: the broker could not bind it for a minute (seen
+    once as "JMX port ... is already in use" on a restart). The probe takes another source port."""
+    (port,) = free_ports(1)
+    sources: list[int] = []
+
+    class FirstPicksThePort(socket.socket):
+        def bind(self, address: Any) -> None:
+            host, wanted = address
+            super().bind((host, port if wanted == 0 and not sources else wanted))
+            if wanted == 0:  # a probe's source (not the check that binds the port itself)
+                sources.append(self.getsockname()[1])
+
+    monkeypatch.setattr(socket, "socket", FirstPicksThePort)
+    assert _broker.port_problem(port, "127.0.0.1") is None
+    assert sources[0] == port
+    assert port not in sources[1:]
+    monkeypatch.undo()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", port))  # still free: no TIME_WAIT left by the probe
+        listener.listen()
+        assert _broker.port_problem(port, "127.0.0.1") == "is already in use (it accepts connections)"
