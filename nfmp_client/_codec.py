@@ -28,6 +28,7 @@ from __future__ import annotations
 import codecs
 import copy
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Final
@@ -79,8 +80,17 @@ _API = f"{{{NFMP_NAMESPACE}}}"
 _API_LEN = len(_API)
 _API_HEADER = _API + "header"
 _API_JMS = _API + "jms"
+_API_EVENT_NAME = _API + "eventName"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_MS = timedelta(milliseconds=1)
+
+# Local names by lxml's full tag ("{xmlapi_1.0}severity" -> "severity"), for tags in the NFM-P namespace only:
+# the namespace check and the slice happen once per distinct name, and every event shares one (interned) str
+# per name. Which frame headers are header properties, likewise. Both bounded: emptied when full, so that a
+# stream of ever new names (hostile or not) cannot grow them.
+_MAX_CACHED_NAMES: Final = 4096
+_LOCAL_NAMES: Final[dict[object, str]] = {}
+_IS_PROPERTY: Final[dict[str, bool]] = {}
 
 # The header properties that have a typed field on EventHeader (MTOSI_osTime is handled on its own).
 _EVENT_NAME = "eventName"
@@ -169,7 +179,7 @@ class EventCodec:
                 a DTD, is not an NFM-P SOAP event, or has fields that cannot be read. The exception carries
                 the payload (as received) and headers.
         """
-        payload = _as_bytes(body, headers)
+        payload = body if isinstance(body, bytes) else _as_bytes(body, headers)
         if not payload:
             raise MalformedMessage(_EMPTY, payload=payload, headers=headers)
         repaired = False
@@ -322,11 +332,21 @@ def _shorten(text: str, limit: int = 200) -> str:
 
 def _local(element: etree._Element) -> str:
     tag = element.tag
-    if type(tag) is str and tag.startswith(_API):
-        return tag[_API_LEN:]
+    name = _LOCAL_NAMES.get(tag)
+    return _learn(tag) if name is None else name
+
+
+def _learn(tag: object) -> str:
+    """Check and cache the local name of a *tag* the cache lacks (_Invalid outside the NFM-P namespace)."""
     if type(tag) is not str:
         raise _Invalid("unexpected non-element node (entity reference) in the event")
-    raise _Invalid(f"element {tag!r} is outside the NFM-P namespace {NFMP_NAMESPACE!r}")
+    if not tag.startswith(_API):
+        raise _Invalid(f"element {tag!r} is outside the NFM-P namespace {NFMP_NAMESPACE!r}")
+    name = sys.intern(tag[_API_LEN:])
+    if len(_LOCAL_NAMES) >= _MAX_CACHED_NAMES:
+        _LOCAL_NAMES.clear()  # a flood of distinct names costs speed, never memory
+    _LOCAL_NAMES[tag] = name
+    return name
 
 
 def _value(element: etree._Element) -> AttributeValue:
@@ -336,17 +356,35 @@ def _value(element: etree._Element) -> AttributeValue:
 
 
 def _fields(element: etree._Element) -> dict[str, AttributeValue]:
-    # The hot loop of decoding (an alarm has ~25 attributes): the namespace check is inlined.
+    # The hot loop of decoding (an alarm has ~25 attributes). A name given twice shows as fewer fields than
+    # children; any problem sends the element through _check_fields, which reports the first one in document
+    # order, as a check of each child in turn would.
+    names = _LOCAL_NAMES
     fields: dict[str, AttributeValue] = {}
-    for child in element:
-        tag: str = child.tag  # type: ignore[assignment]  # always str: no comments, PIs or entities here
-        if tag[:_API_LEN] != _API:
-            _local(child)  # raises the precise error
-        name = tag[_API_LEN:]
-        if name in fields:
-            raise _Invalid(f"field {name!r} appears twice in <{_local(element)}>")
-        fields[name] = _value(child) if len(child) else (child.text or "")
+    try:
+        for child in element:
+            tag = child.tag
+            name = names.get(tag)
+            if name is None:
+                name = _learn(tag)
+            fields[name] = _value(child) if len(child) else (child.text or "")
+    except Exception:
+        _check_fields(element)
+        raise
+    if len(fields) != len(element):
+        _check_fields(element)
     return fields
+
+
+def _check_fields(element: etree._Element) -> None:
+    """Raise the first problem of *element*'s fields in document order: the slow path of _fields."""
+    seen = set()
+    for child in element:
+        name = _local(child)
+        if name in seen:
+            raise _Invalid(f"field {name!r} appears twice in <{_local(element)}>")
+        seen.add(name)
+        _value(child)
 
 
 def _pop_text(fields: dict[str, AttributeValue], name: str) -> str | None:
@@ -369,23 +407,30 @@ def _decode_envelope(root: etree._Element, stomp_headers: Mapping[str, str], rep
         raise _Invalid("the SOAP envelope has no Body")
 
     # The frame wins over the SOAP copy, which only fills in what the frame does not carry.
-    properties = {
-        name: value
-        for name, value in stomp_headers.items()
-        if name.startswith(_PROPERTY_PREFIXES) or name == _EVENT_NAME
-    }
+    is_property = _IS_PROPERTY.get
+    properties = {}
+    for name, value in stomp_headers.items():
+        known = is_property(name)
+        if known is None:
+            known = _learn_property(name)
+        if known:
+            properties[name] = value
     if soap_header is not None:
         # A frame value with U+FFFD lost characters on the way (see the module's docstring). Only worth a look
         # in a body that had CESU-8 pairs: the SOAP copy of such a value has them too.
         damaged = repaired and _REPLACEMENT in "".join(properties.values())
+        names = _LOCAL_NAMES
         for api_header in soap_header:
             if api_header.tag == _API_HEADER:
                 for prop in api_header:
-                    tag: str = prop.tag  # type: ignore[assignment]  # see _fields
-                    if tag[:_API_LEN] == _API:
-                        name = tag[_API_LEN:]
-                        if name not in properties or (damaged and _REPLACEMENT in properties[name]):
-                            properties[name] = prop.text or ""
+                    tag: str = prop.tag  # type: ignore[assignment]  # no comments, PIs or entities here
+                    local = names.get(tag)
+                    if local is None:
+                        if tag[:_API_LEN] != _API:
+                            continue  # not a property: ignored
+                        local = _learn(tag)
+                    if local not in properties or (damaged and _REPLACEMENT in properties[local]):
+                        properties[local] = prop.text or ""
                 break
     header = _make_header(properties, stomp_headers)
 
@@ -399,6 +444,15 @@ def _decode_envelope(root: etree._Element, stomp_headers: Mapping[str, str], rep
     if len(jms) != 1:
         raise _Invalid(f"<jms> must hold exactly one event element, it holds {len(jms)}")
     return _decode_event(jms[0], header, in_vessel=False)
+
+
+def _learn_property(name: str) -> bool:
+    """Whether the frame header *name* is a header property (cached; see _IS_PROPERTY)."""
+    known = name.startswith(_PROPERTY_PREFIXES) or name == _EVENT_NAME
+    if len(_IS_PROPERTY) >= _MAX_CACHED_NAMES:
+        _IS_PROPERTY.clear()
+    _IS_PROPERTY[name] = known
+    return known
 
 
 def _make_header(properties: dict[str, str], stomp_headers: Mapping[str, str]) -> EventHeader:
@@ -570,7 +624,7 @@ def _member_header(element: etree._Element, vessel_header: EventHeader) -> Event
     event_name = _MEMBER_EVENT_NAMES.get(local, local)
     if local == "stateChangeEvent":
         for child in element:
-            if child.tag == _API + "eventName":
+            if child.tag == _API_EVENT_NAME:
                 event_name = child.text or ""
                 break
     return EventHeader(

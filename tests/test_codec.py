@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import pickle
 import re
 import threading
@@ -28,6 +29,7 @@ from nfmp_client import (
     SystemInfoEvent,
     TerminateClientSession,
     UnknownEvent,
+    _codec,
 )
 from nfmp_client.codec import DEFAULT_MAX_MESSAGE_BYTES, EventCodec, decode_message, encode_event
 
@@ -482,6 +484,29 @@ class TestMalformed:
         assert info.value.payload == body
         assert info.value.headers == {"message-id": "m1"}
 
+    @pytest.mark.parametrize(
+        ("fields", "reason"),
+        [
+            ("<a>1</a><b>2</b><a>3</a>", "field 'a' appears twice in <objectDeletionEvent>"),
+            ("<a>1</a><a>2</a><b>3</b><b>4</b>", "field 'a' appears twice in <objectDeletionEvent>"),
+            ("<a>1</a><b>2</b><b>3</b><a>4</a>", "field 'b' appears twice in <objectDeletionEvent>"),
+            ('<a>1</a><a>2</a><c xmlns="urn:other"/>', "field 'a' appears twice in <objectDeletionEvent>"),
+            (
+                '<c xmlns="urn:other"/><a>1</a><a>2</a>',
+                "element '{urn:other}c' is outside the NFM-P namespace",
+            ),
+            ('<a>1</a><a>2</a><s><c xmlns="urn:other"/></s>', "field 'a' appears twice"),
+            ('<s><c xmlns="urn:other"/></s><a>1</a><a>2</a>', "element '{urn:other}c' is outside"),
+        ],
+        ids=["dup", "two-dups", "first-repeat", "dup-foreign", "foreign-dup", "dup-nested", "nested-dup"],
+    )
+    def test_first_problem_in_document_order_is_the_reason(self, fields: str, reason: str) -> None:
+        """Of several problems in an event's fields, the reason names the first in document order."""
+        with pytest.raises(MalformedMessage) as info:
+            decode_message({}, soap(f"<objectDeletionEvent>{fields}</objectDeletionEvent>"))
+
+        assert reason in info.value.reason
+
     def test_str_and_repr_stay_short(self) -> None:
         """str() and repr() give the reason and the size, not the (possibly huge) payload."""
         body = b"<not-xml " + b"x" * 100_000 + b" tail-marker"
@@ -626,6 +651,58 @@ class TestProperties:
         )
         with contextlib.suppress(MalformedMessage):
             decode_message(headers, bytes(body))
+
+
+class TestSharedNames:
+    ALARM = soap(
+        "<objectCreationEvent><fm.AlarmInfo><severity>major</severity><alarmName>LinkDown</alarmName>"
+        "<s><member>1</member></s></fm.AlarmInfo></objectCreationEvent>",
+        header="<ALA_category>FAULT</ALA_category><ALA_alarmType>equipmentAlarm</ALA_alarmType>",
+    )
+
+    def test_names_are_one_object_across_events(self) -> None:
+        """Attribute and property names decoded from the XML are shared between events, not copied."""
+        first, second = decode_message({}, self.ALARM), decode_message({}, self.ALARM)
+        assert isinstance(first, ObjectCreation)
+        assert isinstance(second, ObjectCreation)
+
+        assert first == second
+        for one, other in zip(first.attributes, second.attributes, strict=True):
+            assert one is other
+        for one, other in zip(first.header.extra, second.header.extra, strict=True):
+            assert one is other
+        assert first.object_class is second.object_class
+        structure, again = first.attributes["s"], second.attributes["s"]
+        assert isinstance(structure, tuple)
+        assert isinstance(again, tuple)
+        assert structure[0][0] is again[0][0] == "member"
+
+    def test_events_stay_plain_values(self) -> None:
+        """Decoded events compare, pickle and serialise as the plain values they are."""
+        event = decode_message({"ALA_OLC": "0", "message-id": "m1"}, self.ALARM)
+        assert isinstance(event, ObjectCreation)
+
+        assert type(event.attributes) is dict
+        assert type(event.header.extra) is dict
+        assert pickle.loads(pickle.dumps(event)) == event
+        assert json.loads(json.dumps(dict(event.attributes))) == {
+            "severity": "major",
+            "alarmName": "LinkDown",
+            "s": [["member", "1"]],
+        }
+        assert event.header.extra == {"ALA_OLC": "0", "ALA_alarmType": "equipmentAlarm"}
+        assert event.header.category == "FAULT"
+
+    def test_a_foreign_element_in_the_soap_header_is_ignored_and_not_remembered(self) -> None:
+        """A SOAP header child outside the NFM-P namespace is no property, now or later."""
+        body = soap(
+            "<keepAliveEvent/>", header='<ALA_OLC>0</ALA_OLC><x:ALA_fake xmlns:x="urn:x">1</x:ALA_fake>'
+        )
+
+        for _ in range(2):
+            event = decode_message({}, body)
+            assert event.header.extra == {"ALA_OLC": "0"}
+        assert "{urn:x}ALA_fake" not in _codec._LOCAL_NAMES
 
 
 class TestThreads:

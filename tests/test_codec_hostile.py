@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nfmp_client import KeepAliveEvent, MalformedMessage, ObjectDeletion
+from nfmp_client import KeepAliveEvent, MalformedMessage, ObjectCreation, ObjectDeletion, _codec
 from nfmp_client.codec import EventCodec, decode_message, encode_event
 
 from .test_codec import ENVELOPE, soap
@@ -224,3 +224,56 @@ class TestSize:
 
         with pytest.raises(MalformedMessage):
             EventCodec(max_message_bytes=64 * 1024 * 1024).decode({}, body)
+
+
+class TestNameCaches:
+    """The caches of element and frame header names stay bounded whatever names arrive."""
+
+    @staticmethod
+    def many_names(first: int, count: int) -> tuple[dict[str, str], bytes]:
+        """Frame headers and a creation event, each with *count* distinct names numbered from *first*."""
+        headers = {f"ALA_p{n}": str(n) for n in range(first, first + count)}
+        headers.update({f"plain-{n}": str(n) for n in range(first, first + count)})
+        fields = "".join(f"<f{n}>{n}</f{n}>" for n in range(first, first + count))
+        properties = "".join(f"<MTOSI_q{n}>{n}</MTOSI_q{n}>" for n in range(first, first + count))
+        return headers, soap(
+            f"<objectCreationEvent><c{first}>{fields}</c{first}></objectCreationEvent>", properties
+        )
+
+    def test_a_flood_of_distinct_names_is_bounded_and_decoded_right(self) -> None:
+        """Three times the caches' bound of distinct names: each event still gets its own names right."""
+        bound = _codec._MAX_CACHED_NAMES
+        for first in range(0, 3 * bound, 500):
+            headers, body = self.many_names(first, 500)
+            event = decode_message(headers, body)
+
+            assert isinstance(event, ObjectCreation)
+            assert event.object_class == f"c{first}"
+            assert event.attributes == {f"f{n}": str(n) for n in range(first, first + 500)}
+            numbers = range(first, first + 500)
+            assert event.header.extra == {f"ALA_p{n}": str(n) for n in numbers} | {
+                f"MTOSI_q{n}": str(n) for n in numbers
+            }
+            assert len(_codec._LOCAL_NAMES) <= bound
+            assert len(_codec._IS_PROPERTY) <= bound
+
+    def test_threads_decode_right_while_the_caches_overflow(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With a tiny bound, threads that empty the caches under each other still decode every name."""
+        monkeypatch.setattr(_codec, "_MAX_CACHED_NAMES", 8)
+        messages = [self.many_names(first, 20) for first in range(0, 400, 20)]
+        expected = [decode_message(headers, body) for headers, body in messages]
+        results: dict[int, bool] = {}
+
+        def work(slot: int) -> None:
+            results[slot] = all(
+                [decode_message(headers, body) for headers, body in messages] == expected for _ in range(20)
+            )
+
+        threads = [threading.Thread(target=work, args=(slot,)) for slot in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+
+        assert results == {0: True, 1: True, 2: True, 3: True}
+        assert len(_codec._LOCAL_NAMES) <= 8 + len(threads)
