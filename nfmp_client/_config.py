@@ -523,6 +523,18 @@ class ClientConfig:
     """Unacknowledged messages the broker may send ahead. A message is acknowledged only once the handler
     returned, so this also bounds the messages waiting for the handler: a slow handler slows the stream down
     and the backlog waits on the broker, not in memory."""
+    ack_batch: int = field(default=50, validator=_at_least(1, "a number of messages"))
+    """Messages acknowledged together by one cumulative ACK (STOMP ``client`` mode: it acknowledges the
+    message it names and every one before it on the subscription). What is owed is also acknowledged as soon
+    as nothing more waits to be handled, after *ack_interval*, and before the client leaves a connection;
+    never more than half the prefetch at a time, so that the broker keeps sending. Safe because messages are
+    handled in order and a handler that raises makes the client reconnect without acknowledging: no message
+    is acknowledged before every earlier one was handled. A crash leaves up to this many handled messages
+    unacknowledged: they come again, and a restarted application sees them twice (within one run, the
+    de-duplication drops them). 1: each message is acknowledged on its own (``client-individual``)."""
+    ack_interval: float = field(default=0.5, validator=_at_least(0, "seconds"))
+    """The longest time, in seconds, a handled message waits for its acknowledgement while the stream goes on
+    (a slow handler, say); with nothing more to handle it is acknowledged at once."""
     dedup_window: int = DEFAULT_DEDUP_WINDOW
     """Message ids remembered to drop redeliveries of messages already handled; at least *prefetch*, so that
     every message that can be in flight is remembered."""
@@ -554,6 +566,8 @@ class ClientConfig:
             )
         if not _is_integer(self.prefetch) or self.prefetch < 1:
             raise ConfigError(field="prefetch", value=self.prefetch, expected="an integer of at least 1")
+        if not _is_integer(self.ack_batch):
+            raise ConfigError(field="ack_batch", value=self.ack_batch, expected="an integer of at least 1")
         if not _is_integer(self.dedup_window) or self.dedup_window < self.prefetch:
             raise ConfigError(
                 field="dedup_window",
@@ -649,6 +663,16 @@ class ClientConfig:
     def destination(self) -> str:
         """The STOMP destination subscribed to (``/queue/<queue>`` or ``/topic/<topic>``)."""
         return f"/queue/{self.queue}" if self.queue is not None else f"/topic/{self.topic}"
+
+    @property
+    def ack_every(self) -> int:
+        """Messages acknowledged together: *ack_batch*, at most half the prefetch (at least 1)."""
+        return max(1, min(self.ack_batch, self.prefetch // 2))
+
+    @property
+    def ack_mode(self) -> str:
+        """The STOMP ``ack`` mode of the subscription: ``client`` (cumulative) or ``client-individual``."""
+        return "client" if self.ack_every > 1 else "client-individual"
 
     @property
     def via_bridge(self) -> bool:

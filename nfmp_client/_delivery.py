@@ -132,6 +132,10 @@ class Delivery:
         self._dedup = RecentIds(config.dedup_window)
         self._last_error = last_error
         self._failing = ("", 0)  # the message the handler raised on, and how many times in a row
+        self._ack_every = config.ack_every
+        self._owed: tuple[Transport, str] | None = None  # the last message handled and not acknowledged yet
+        self._owed_count = 0
+        self._owed_since = 0.0
         self.events_by_type: dict[str, int] = {}
         """Data events handed to ``on_event``, by class name."""
         self.handler_seconds = 0.0
@@ -140,7 +144,12 @@ class Delivery:
         """The longest single ``on_event`` call."""
 
     def deliver(self, message: Decoded, transport: Transport, now: float) -> Outcome:
-        """Take *message* (received on *transport* at *now*) through the path; say what comes next."""
+        """Take *message* (received on *transport* at *now*) through the path; say what comes next.
+
+        Its acknowledgement may be owed for a while (see :meth:`flush_acks`).
+        """
+        if self._owed_count and self._clock() - self._owed_since >= self._config.ack_interval:
+            self.flush_acks()
         self._counts["messages"] += 1
         message_id, ack_id, event = message.message_id, message.ack_id, message.event
         if message_id and message_id in self._dedup:
@@ -278,9 +287,30 @@ class Delivery:
                 return name
         return None
 
+    def flush_acks(self) -> None:
+        """Send the acknowledgement owed, if any: one cumulative ACK for every message handled since the last.
+
+        The supervisor calls it when nothing more waits to be handled and before it leaves a connection.
+        """
+        owed, self._owed, self._owed_count = self._owed, None, 0
+        if owed is not None:
+            owed[0].ack(owed[1])
+
     def _acknowledge(self, transport: Transport, ack_id: str, message_id: str) -> None:
         if message_id and message_id == self._failing[0]:
             self._failing = ("", 0)
-        transport.ack(ack_id)
         if message_id:
             self._dedup.seen(message_id)
+        if self._ack_every == 1:
+            transport.ack(ack_id)
+            return
+        # Cumulative: the ACK of this message covers every one before it on this connection, all handled.
+        owed = self._owed
+        if owed is not None and owed[0] is not transport:
+            self.flush_acks()  # (a connection left without a flush: its ACK is ignored, harmlessly)
+        if not self._owed_count:
+            self._owed_since = self._clock()
+        self._owed = (transport, ack_id)
+        self._owed_count += 1
+        if self._owed_count >= self._ack_every:
+            self.flush_acks()

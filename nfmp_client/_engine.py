@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AttemptFailed",
+    "FrameBatch",
     "FrameReceived",
     "Loop",
     "Lost",
@@ -72,6 +73,19 @@ class FrameReceived:
 
 
 @frozen(kw_only=True)
+class FrameBatch:
+    """The MESSAGE frames of one read from the socket of connection *epoch*, in order.
+
+    A transport may report several messages at once, so that the client hands them over in one step.
+    """
+
+    epoch: int
+    """The connection's number."""
+    frames: tuple[FrameReceived, ...]
+    """The messages, in the order they arrived (each of this *epoch*)."""
+
+
+@frozen(kw_only=True)
 class Lost:
     """Connection *epoch* ended, or (before :class:`Opened`) could not be made."""
 
@@ -83,7 +97,7 @@ class Lost:
     """Why, in words (the broker's message, the socket error); never a password."""
 
 
-TransportReport = Union[Opened, FrameReceived, Lost]
+TransportReport = Union[Opened, FrameReceived, FrameBatch, Lost]
 """What a transport tells its sink."""
 
 
@@ -123,15 +137,19 @@ class Transport(Protocol):
         """Start connecting: log in with the client id, then subscribe; return without waiting.
 
         The outcome is reported: :class:`Opened` once the broker confirmed the subscription, then a
-        :class:`FrameReceived` per message, and one :class:`Lost` when the connection ends or cannot be made
-        (a refusal, an ERROR frame, a closed socket). With *fresh*, an existing durable subscription of this
-        name is deleted first, with its stored messages, and a new one made. The caller bounds the time
-        :class:`Opened` may take.
+        :class:`FrameReceived` per message (or a :class:`FrameBatch` of several), and one :class:`Lost` when
+        the connection ends or cannot be made (a refusal, an ERROR frame, a closed socket). With *fresh*, an
+        existing durable subscription of this name is deleted first, with its stored messages, and a new one
+        made. The caller bounds the time :class:`Opened` may take.
         """
         ...
 
     def ack(self, ack_id: str) -> None:
-        """Acknowledge one message by its ``ack`` header; ignored once the connection is gone."""
+        """Acknowledge a message by its ``ack`` header; ignored once the connection is gone.
+
+        In ``client`` mode (:attr:`~nfmp_client.ClientConfig.ack_mode`) the acknowledgement is cumulative: it
+        covers every message delivered before it on the subscription too.
+        """
         ...
 
     def heartbeat_deadline(self) -> float | None:

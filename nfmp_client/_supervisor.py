@@ -39,7 +39,16 @@ from ._codec import EventCodec
 from ._config import BrokerEndpoint, ClientConfig, TerminatePolicy
 from ._coordinator import ResyncCoordinator, Settled, answer
 from ._delivery import COUNTERS, Decoded, Delivery, HandOverAbandoned, Terminate, Verdict
-from ._engine import AttemptFailed, FrameReceived, Lost, Opened, Transport, TransportFactory, TransportReport
+from ._engine import (
+    AttemptFailed,
+    FrameBatch,
+    FrameReceived,
+    Lost,
+    Opened,
+    Transport,
+    TransportFactory,
+    TransportReport,
+)
 from ._events import DataEvent, Event, TerminateClientSession
 from ._exceptions import (
     ClientFailed,
@@ -86,6 +95,7 @@ class _Crashed:
 
 
 _Item = Union[Decoded, Opened, Lost, Settled, _PrimaryAnswer, _Wake, _Crashed]
+_Post = Union[_Item, "list[Decoded]"]  # what goes into the inbox: an item, or the messages of one read
 
 
 class _Phase(enum.Enum):
@@ -100,18 +110,19 @@ class _Phase(enum.Enum):
 class _Inbox:
     """Items from any thread for the supervisor, in order.
 
-    A C queue carries them (one put and one get per message, no Python lock); a blocking wait on the real
-    clock is the queue's own. Any other clock (a test's) waits on an event that is set only while someone
-    waits on it, so the stream pays nothing for it.
+    A C queue carries them (one put and one get per item, no Python lock; the messages of one read from the
+    socket travel as one list, taken apart here); a blocking wait on the real clock is the queue's own. Any
+    other clock (a test's) waits on an event that is set only while someone waits on it, so the stream pays
+    nothing for it.
     """
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        self._held: deque[_Item] = deque()  # taken off the queue by a wait, not handled yet
+        self._queue: queue.SimpleQueue[_Post] = queue.SimpleQueue()
+        self._held: deque[_Item] = deque()  # taken off the queue, not handled yet
         self._ready = threading.Event()
         self._watched = False
 
-    def put(self, item: _Item) -> None:
+    def put(self, item: _Post) -> None:
         self._queue.put(item)
         if self._watched:  # read after the put: a waiter that set it checks the queue after setting it
             self._ready.set()
@@ -120,16 +131,24 @@ class _Inbox:
         if self._held:
             return self._held.popleft()
         try:
-            return self._queue.get_nowait()
+            item = self._queue.get_nowait()
         except queue.Empty:
             return None
+        if type(item) is list:
+            self._held.extend(item)
+            return self._held.popleft()
+        return item  # type: ignore[return-value]  # not a list: an item
 
     def wait(self, clock: Clock, timeout: float | None) -> None:
         if self._held or not self._queue.empty():
             return
         if isinstance(clock, MonotonicClock):
             with suppress(queue.Empty):
-                self._held.append(self._queue.get(timeout=timeout))
+                item = self._queue.get(timeout=timeout)
+                if type(item) is list:
+                    self._held.extend(item)
+                else:
+                    self._held.append(item)  # type: ignore[arg-type]  # not a list: an item
             return
         self._watched = True
         self._ready.clear()
@@ -293,29 +312,32 @@ class Supervisor:
         taking turns on the GIL for every message; only the application's code, unbounded, stays off it.
         """
         if isinstance(report, FrameReceived):
-            headers = report.headers
-            message_id = headers.get("message-id", "")
-            try:
-                event: Event | MalformedMessage = self._codec.decode(headers, report.body)
-            except MalformedMessage as error:
-                event = error
-            except Exception as exc:  # noqa: BLE001  # a codec bug must not stall the stream: report it
-                body = report.body if isinstance(report.body, bytes) else b""
-                event = MalformedMessage(
-                    f"undecodable: {type(exc).__name__}: {exc}", payload=body, headers=headers
-                )
-            self._inbox.put(
-                Decoded(
-                    report.epoch,
-                    message_id,
-                    headers.get("ack", message_id),
-                    event,
-                    report.at,
-                    len(report.body) + _HEADER_BYTES * len(headers),
-                )
-            )
+            self._inbox.put(self._decode(report))
+        elif isinstance(report, FrameBatch):
+            self._inbox.put([self._decode(frame) for frame in report.frames])
         else:
             self._inbox.put(report)
+
+    def _decode(self, frame: FrameReceived) -> Decoded:
+        headers = frame.headers
+        message_id = headers.get("message-id", "")
+        try:
+            event: Event | MalformedMessage = self._codec.decode(headers, frame.body)
+        except MalformedMessage as error:
+            event = error
+        except Exception as exc:  # noqa: BLE001  # a codec bug must not stall the stream: report it
+            body = frame.body if isinstance(frame.body, bytes) else b""
+            event = MalformedMessage(
+                f"undecodable: {type(exc).__name__}: {exc}", payload=body, headers=headers
+            )
+        return Decoded(
+            frame.epoch,
+            message_id,
+            headers.get("ack", message_id),
+            event,
+            frame.at,
+            len(frame.body) + _HEADER_BYTES * len(headers),
+        )
 
     # ----------------------------------------------------------------------------- the loop
 
@@ -398,6 +420,7 @@ class Supervisor:
         if item is not None:
             self._handle(item)
             return True
+        self._delivery.flush_acks()  # nothing more to handle: what is owed goes now
         self._idle_until = None if fired else due  # what wait() needs, unless something changed
         return fired
 
@@ -701,6 +724,8 @@ class Supervisor:
 
     def _detach(self) -> Transport | None:
         # The current connection stops being the client's: no request waits on it, no watchdog watches it.
+        # What it is owed is acknowledged first (on a connection already lost, the ACK goes nowhere).
+        self._delivery.flush_acks()
         transport, self._transport = self._transport, None
         self._standby, self._standby_moved_from = False, None
         self.resync.disconnected()

@@ -23,7 +23,8 @@ import stomp
 
 from ._clock import Clock
 from ._config import BrokerEndpoint, ClientConfig
-from ._engine import AttemptFailed, FrameReceived, Lost, Opened, TransportReport
+from ._engine import AttemptFailed, FrameBatch, FrameReceived, Lost, Opened, TransportReport
+from ._frames import install as install_frame_reader
 from ._status import LossReason
 
 __all__ = ["StompTransport", "stomp_transport"]
@@ -230,6 +231,8 @@ class StompTransport:
         self._heartbeat_timeout = False
         self._last_heard = clock.monotonic()  # any frame or heart-beat from the broker
         self._conn: Any = None
+        self._batching = False  # messages of one read from the socket are reported together
+        self._batch: list[FrameReceived] = []  # on the receiver thread only
 
     @property
     def server(self) -> BrokerEndpoint:
@@ -303,14 +306,14 @@ class StompTransport:
                 if self._done:
                     return
                 self._opened = True
-            self._sink(Opened(epoch=self._epoch, session=self._session))
+            self._emit(Opened(epoch=self._epoch, session=self._session))
 
         self._send_with_receipt(
             confirmed,
             lambda receipt: self._conn.subscribe(
                 config.destination,
                 id=_SUBSCRIPTION_ID,
-                ack="client-individual",
+                ack=config.ack_mode,
                 headers={
                     **config.dialect.subscribe_headers(
                         selector=config.selector,
@@ -341,10 +344,36 @@ class StompTransport:
             self._on_error(error)
 
     def _on_message(self, headers: dict[str, str], body: bytes) -> None:
+        # The headers are the frame's own dict, made for this frame alone by the parser.
         now = self._clock.monotonic()
         self._last_heard = now
-        if not self._done:
-            self._sink(FrameReceived(epoch=self._epoch, headers=dict(headers), body=body, at=now))
+        if self._done:
+            return
+        frame = FrameReceived(epoch=self._epoch, headers=headers, body=body, at=now)
+        if self._batching:
+            self._batch.append(frame)
+        else:
+            self._sink(frame)
+
+    def _read_done(self) -> None:
+        # The end of one read from the socket: its messages go to the sink together (none once the owner
+        # closed the connection: it reports nothing more).
+        if self._batch:
+            if self._done:
+                self._batch = []
+            else:
+                self._flush()
+
+    def _flush(self) -> None:
+        frames, self._batch = self._batch, []
+        self._sink(frames[0] if len(frames) == 1 else FrameBatch(epoch=self._epoch, frames=tuple(frames)))
+
+    def _emit(self, report: TransportReport) -> None:
+        # The messages that came before this report (in the same read) are reported first: a
+        # TerminateClientSession, say, before the loss of the connection that follows it.
+        if self._batch:
+            self._flush()
+        self._sink(report)
 
     def _heard(self) -> None:
         self._last_heard = self._clock.monotonic()
@@ -375,10 +404,13 @@ class StompTransport:
             if self._done or not self._streaming or (self._login_failed and not failed_login):
                 return
             self._done = True
-        self._sink(Lost(epoch=self._epoch, reason=reason, detail=detail))
+        self._emit(Lost(epoch=self._epoch, reason=reason, detail=detail))
 
     def ack(self, ack_id: str) -> None:
-        """Acknowledge one message (``client-individual``) by its ``ack`` header; ignored once closed."""
+        """Acknowledge a message by its ``ack`` header (in ``client`` mode, every one before it too).
+
+        Ignored once the connection is closed.
+        """
         conn = self._conn
         if conn is not None and conn.is_connected():
             try:
@@ -523,6 +555,7 @@ class StompTransport:
             )
             _end_on_tls_eof(conn.transport)
         conn.set_listener("nfmp", _Listener(self))
+        self._batching = install_frame_reader(conn.transport, self._read_done)
         self._conn = conn
         headers = dict(config.stomp_headers)
         if with_client_id and config.queue is None:  # a queue's consumers need none (and standbys share one)

@@ -7,7 +7,8 @@ Production uses the defaults (the real monotonic clock, stomp.py, a thread); tes
 library implements :class:`Transport` and passes the conformance suite in the project's tests.
 
 * :class:`Transport`, :class:`TransportFactory`: one connection, and what makes one; a transport reports
-  :class:`Opened`, :class:`FrameReceived` and :class:`Lost` to its sink (``TransportReport`` is their union).
+  :class:`Opened`, :class:`FrameReceived` (or a :class:`FrameBatch` of several) and :class:`Lost` to its
+  sink (``TransportReport`` is their union).
 * :class:`StompTransport`, :func:`stomp_transport`: the stomp.py implementation, the default.
 * :class:`Runner`, :class:`Loop`, :class:`ThreadRunner`: what runs the client's supervisor.
 * :class:`AttemptFailed`: what a transport's blocking side operations (a probe, a removal) raise.
@@ -17,6 +18,7 @@ library implements :class:`Transport` and passes the conformance suite in the pr
 from ._clock import Clock, MonotonicClock
 from ._engine import (
     AttemptFailed,
+    FrameBatch,
     FrameReceived,
     Loop,
     Lost,
@@ -33,6 +35,7 @@ from ._transport import StompTransport, stomp_transport
 __all__ = [
     "AttemptFailed",
     "Clock",
+    "FrameBatch",
     "FrameReceived",
     "Loop",
     "Lost",

@@ -141,8 +141,9 @@ async def fail_on_first(client: AsyncNfmpClient, kind: type[Exception]) -> None:
 
 
 class TestEvents:
-    def test_in_order_each_acknowledged_when_the_next_is_asked_for(self, rig: Rig) -> None:
-        """The event in hand stays on the broker until the loop asks for the next one."""
+    def test_in_order_each_acknowledged_when_the_next_is_asked_for(self, tmp_path: Path) -> None:
+        """The event in hand stays on the broker until the loop asks for the next one (acks one by one)."""
+        rig = Rig(tmp_path, ack_batch=1)
 
         async def main() -> None:
             async with rig.client() as client:
@@ -158,6 +159,24 @@ class TestEvents:
                 events.ack()
                 await until(lambda: rig.stored() == 0, "all acknowledged")
                 assert client.statistics.events == 3
+
+        run(main())
+
+    def test_acknowledged_together_once_nothing_more_waits(self, rig: Rig) -> None:
+        """With batched acks (the default), the events handled are acknowledged once the stream is idle; the
+        event in hand never is."""
+
+        async def main() -> None:
+            async with rig.client() as client:
+                await started(client, rig)
+                rig.publish("one", "two", "three")
+                events = client.events()
+                assert name_of(await next_of(events)) == "one"
+                assert name_of(await next_of(events)) == "two"
+                assert name_of(await next_of(events)) == "three"
+                assert rig.stored() >= 1  # "three" is in hand
+                events.ack()
+                await until(lambda: rig.stored() == 0, "all acknowledged")
 
         run(main())
 

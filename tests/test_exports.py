@@ -128,6 +128,7 @@ PINNED = {
     "nfmp_client.engine": {
         "AttemptFailed",
         "Clock",
+        "FrameBatch",
         "FrameReceived",
         "Loop",
         "Lost",

@@ -30,6 +30,7 @@ from nfmp_client import BrokerEndpoint, ClientConfig, LossReason, RetryPolicy
 from nfmp_client.engine import (
     AttemptFailed,
     Clock,
+    FrameBatch,
     FrameReceived,
     Lost,
     MonotonicClock,
@@ -62,10 +63,16 @@ class Reports:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._items: list[TransportReport] = []
+        self.batches = 0
 
     def sink(self, report: TransportReport) -> None:
         with self._lock:
-            self._items.append(report)
+            if isinstance(report, FrameBatch):  # the messages of one read, each of the batch's epoch
+                assert report.frames and all(frame.epoch == report.epoch for frame in report.frames)
+                self.batches += 1
+                self._items.extend(report.frames)
+            else:
+                self._items.append(report)
 
     def of(self, epoch: int) -> list[TransportReport]:
         with self._lock:
@@ -435,6 +442,39 @@ class TestAcknowledgement:
         again = harness.reports.frames(second.epoch)
         assert [f.body for f in again] == sent[2:]
         assert [f.headers["message-id"] for f in again[:5]] == [f.headers["message-id"] for f in unacked]
+
+
+    def test_a_cumulative_ack_covers_every_earlier_message(self, harness: Harness) -> None:
+        """In ``client`` mode (ack_batch > 1) one ACK acknowledges its message and every one before it."""
+        config = harness.configure(prefetch=10, ack_batch=5)
+        assert config.ack_mode == "client"
+        first = connect(harness, 1, config=config)
+        sent = harness.publish(5)
+        assert harness.wait_for(lambda: len(harness.reports.frames(1)) >= 5)
+        first.ack(harness.reports.frames(1)[3].headers["ack"])
+        harness.settle()  # the acknowledgement is in before the connection goes
+        first.abort()
+
+        second = connect(harness, 2, config=config)
+        assert harness.wait_for(lambda: len(harness.reports.frames(second.epoch)) >= 1)
+        harness.settle()
+        assert harness.reports.bodies(second.epoch) == sent[4:]
+
+    def test_an_individual_ack_covers_its_message_alone(self, harness: Harness) -> None:
+        """With ack_batch 1 (``client-individual``) an ACK acknowledges only the message it names."""
+        config = harness.configure(prefetch=10, ack_batch=1)
+        assert config.ack_mode == "client-individual"
+        first = connect(harness, 1, config=config)
+        sent = harness.publish(5)
+        assert harness.wait_for(lambda: len(harness.reports.frames(1)) >= 5)
+        first.ack(harness.reports.frames(1)[3].headers["ack"])
+        harness.settle()
+        first.abort()
+
+        second = connect(harness, 2, config=config)
+        assert harness.wait_for(lambda: len(harness.reports.frames(second.epoch)) >= 4)
+        harness.settle()
+        assert harness.reports.bodies(second.epoch) == [*sent[:3], sent[4]]
 
 
 class TestDurableBacklog:

@@ -224,6 +224,8 @@ class MemoryServer:
         self._durables: dict[tuple[str, str], _Subscription] = {}
         self._live: list[_Subscription] = []  # the non-durable subscriptions of open connections
         self._queues: dict[str, _Subscription] = {}
+        self.acks = 0
+        """ACK frames that acknowledged something, over all connections (cumulative ones count once)."""
 
     # ------------------------------------------------------------------------------ faults
 
@@ -476,9 +478,21 @@ class MemoryServer:
             consumer._deliver(copy)
 
     def _ack(self, transport: MemoryTransport, ack_id: str) -> None:
+        # ``client`` mode (cumulative): the message and every one delivered before it; ``client-individual``:
+        # that one. An id that is not in flight acknowledges nothing, in either mode.
         subscription = transport._subscription
-        if subscription is not None and subscription.in_flight.pop(ack_id, None) is not None:
-            self._pump(subscription)
+        if subscription is None or ack_id not in subscription.in_flight:
+            return
+        self.acks += 1
+        if transport.config.ack_mode == "client":
+            in_flight = subscription.in_flight
+            for earlier in list(in_flight):
+                del in_flight[earlier]
+                if earlier == ack_id:
+                    break
+        else:
+            del subscription.in_flight[ack_id]
+        self._pump(subscription)
 
     def _end(self, transport: MemoryTransport, lost: Lost | None, *, remove_durable: bool = False) -> None:
         """End *transport*'s connection (reporting *lost*, if any); unacknowledged messages go back."""

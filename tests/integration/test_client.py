@@ -269,6 +269,78 @@ class TestDelivery:
         finally:
             client.stop()
 
+    def test_batched_acks_a_handler_failure_mid_batch_repeats_nothing(
+        self, server: SimulatedServer, broker: BrokerInfo
+    ) -> None:
+        """Cumulative acks every 50: the handler raises on the 30th event of a burst. What it handled before
+        is acknowledged before the client reconnects, so only the 30th and what follows come again (the 30th
+        first), and nothing is dropped as a duplicate or handed over twice."""
+
+        class FailsOnThe30th(Recorder):
+            def on_event(self, event: DataEvent) -> None:
+                if self.handled == 29 and not self.failed:
+                    self.failed = True
+                    raise RuntimeError("handler failure (on purpose)")
+                super().on_event(event)
+
+        recorder = FailsOnThe30th()
+        recorder.failed = False  # type: ignore[attr-defined]
+        config = config_for(f"{broker.host}:{broker.port}", prefetch=100)
+        assert (config.ack_every, config.ack_mode) == (50, "client")
+        client = running(config, recorder)
+        try:
+            server.wait_for_subscriber(config.client_id)
+            sent = server.generate(60)
+
+            assert recorder.take(60) == sent
+            assert recorder.losses.get(timeout=WAIT).reason is LossReason.HANDLER_FAILED
+            assert client.statistics.duplicates == 0
+            assert client.statistics.events == 60
+        finally:
+            client.stop()
+        # Everything handled was acknowledged by the stop: the next run gets only what is new.
+        again = Recorder()
+        client = running(config, again)
+        try:
+            (new,) = server.generate(1)
+            assert again.take(1) == [new]
+        finally:
+            client.stop()
+
+    def test_batched_acks_a_connection_cut_mid_batch_is_absorbed_by_the_dedup(
+        self, server: SimulatedServer, broker: BrokerInfo, proxy: FaultProxy
+    ) -> None:
+        """The connection is reset while acknowledgements are owed (the 20th event of a burst): the broker
+        delivers those events again and the de-duplication drops them; every event is handled once."""
+
+        class ResetsOnThe20th(Recorder):
+            def on_event(self, event: DataEvent) -> None:
+                super().on_event(event)
+                if self.handled == 20:
+                    proxy.reset()
+                    proxy.passthrough()
+
+        recorder = ResetsOnThe20th()
+        recorder.delay = 0.005  # slower than the burst comes: the inbox does not empty, acks stay owed
+        config = config_for(f"127.0.0.1:{proxy.port}", prefetch=100)
+        client = running(config, recorder)
+        try:
+            server.wait_for_subscriber(config.client_id)
+            sent = server.generate(60)
+
+            assert recorder.take(60) == sent
+            assert recorder.losses.get(timeout=WAIT).reason is LossReason.SOCKET_ERROR
+            assert client.wait_for_state(ConnectionState.CONNECTED, timeout=WAIT)
+            # Handled, never acknowledged: delivered again on the new connection, and dropped.
+            deadline = time.monotonic() + WAIT
+            while client.statistics.duplicates < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert client.statistics.duplicates >= 1
+            (later,) = server.generate(1)
+            assert recorder.take(1) == [later]  # and nothing of the 60 a second time before it
+        finally:
+            client.stop()
+
     def test_redelivery_of_a_handled_message_is_dropped(
         self, server: SimulatedServer, broker: BrokerInfo, proxy: FaultProxy
     ) -> None:
