@@ -455,8 +455,10 @@ class ClientConfig:
     :doc:`background <background>`, *Client ids and subscriptions*)."""
     filter: str = ""
     """An application selector for data events; system events always pass (see :func:`build_selector`)."""
-    heartbeats: tuple[int, int] = field(default=(10_000, 10_000), validator=_heartbeats)
-    """STOMP heart-beats in milliseconds: (we send every, we want to receive every); 0 turns one off."""
+    heartbeats: tuple[int, int] = field(default=(4_000, 4_000), validator=_heartbeats)
+    """STOMP heart-beats in milliseconds: (we send every, we want to receive every); 0 turns one off. The
+    client declares the path dead after *heartbeat_grace* times the second value of silence (10 s by default:
+    :doc:`client`, *Noticing a dead connection*); the broker judges the client by the first."""
     heartbeat_grace: float = field(default=2.5, validator=_at_least_one)
     """Intervals of total silence from the broker after which the path is declared dead. ActiveMQ skips the
     heart-beat of an interval in which it sent a message, so up to two intervals of silence are normal: a
@@ -666,12 +668,12 @@ class ClientConfig:
 
     @property
     def ack_every(self) -> int:
-        """Messages acknowledged together: *ack_batch*, at most half the prefetch (at least 1)."""
+        """How many messages one acknowledgement covers (*ack_batch*, at most half the prefetch, >= 1)."""
         return max(1, min(self.ack_batch, self.prefetch // 2))
 
     @property
     def ack_mode(self) -> str:
-        """The STOMP ``ack`` mode of the subscription: ``client`` (cumulative) or ``client-individual``."""
+        """The subscription's STOMP ``ack`` mode (``client``, cumulative, or ``client-individual``)."""
         return "client" if self.ack_every > 1 else "client-individual"
 
     @property

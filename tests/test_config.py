@@ -171,10 +171,20 @@ class TestClientConfig:
         assert cfg.durable
         assert cfg.durable_name == "oss1@1"
         assert cfg.keepalive_timeout == 120.0
-        assert cfg.heartbeats == (10_000, 10_000)
+        assert cfg.heartbeats == (4_000, 4_000)
+        assert cfg.heartbeat_grace == 2.5
         assert cfg.on_terminate is TerminatePolicy.STOP
         assert cfg.dialect is ACTIVEMQ
         assert cfg.selector == build_selector("oss1@1")
+
+    def test_default_heartbeats_notice_a_half_open_link_within_12_s(self) -> None:
+        """The defaults declare a silent path dead within 12 s, and tolerate the two intervals of silence a
+        healthy ActiveMQ connection shows after a message (its heart-beat skipped in that interval)."""
+        cfg = config()
+        receive_s = cfg.heartbeats[1] / 1000
+
+        assert receive_s * cfg.heartbeat_grace <= 12.0
+        assert cfg.heartbeat_grace > 2
 
     def test_non_durable_has_no_subscription_name(self) -> None:
         """A non-durable subscription has no durable name."""
