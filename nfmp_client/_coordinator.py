@@ -48,9 +48,16 @@ class Settled:
 
 
 def _tagged(event: DataEvent, epoch: int) -> DataEvent:
-    if event.header.resync_epoch == epoch:
+    header = event.header
+    if header.resync_epoch == epoch:
         return event
-    return attrs.evolve(event, header=attrs.evolve(event.header, resync_epoch=epoch))
+    if header.resync_epoch == 0:
+        # Never tagged: an event the codec made for this client, which no one else holds yet (every event is
+        # tagged before the application sees it, once a resync happened). Set in place: two copies of a
+        # frozen event per message cost more than the rest of the delivery path.
+        object.__setattr__(header, "resync_epoch", epoch)
+        return event
+    return attrs.evolve(event, header=attrs.evolve(header, resync_epoch=epoch))
 
 
 @final

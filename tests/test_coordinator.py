@@ -24,7 +24,7 @@ from nfmp_client import (
     StateFileMismatch,
     SystemInfoEvent,
 )
-from nfmp_client._coordinator import ResyncCoordinator, Settled, answer
+from nfmp_client._coordinator import ResyncCoordinator, Settled, _tagged, answer
 from nfmp_client.state import StateStore
 
 NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
@@ -389,3 +389,16 @@ def test_a_keepalive_alone_is_written_without_a_sync(tmp_path: Path, monkeypatch
     saved = StateStore(tmp_path).load("oss1@1")
     assert saved is not None
     assert saved.last_keepalive == datetime(2026, 12, 1, 8, 0, 4, tzinfo=timezone.utc)
+
+
+def test_an_event_is_tagged_in_place_once_and_copied_after() -> None:
+    """A fresh event (never tagged) gets its epoch in place; one tagged already is copied, never changed,
+    since the application may hold it."""
+    fresh = ObjectDeletion(header=EventHeader(event_name="ObjectDeletion"), object_full_name="x")
+    assert _tagged(fresh, 3) is fresh
+    assert fresh.header.resync_epoch == 3
+
+    again = _tagged(fresh, 4)
+    assert again is not fresh
+    assert (fresh.header.resync_epoch, again.header.resync_epoch) == (3, 4)
+    assert again == fresh  # the epoch is not part of an event's equality
