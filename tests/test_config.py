@@ -186,6 +186,23 @@ class TestClientConfig:
         assert receive_s * cfg.heartbeat_grace <= 12.0
         assert cfg.heartbeat_grace > 2
 
+    @pytest.mark.parametrize(
+        ("prefetch", "ack_batch", "every", "mode"),
+        [
+            (100, 50, 50, "client"),  # the defaults
+            (20, 50, 10, "client"),  # never more than half the prefetch: the broker keeps sending
+            (3, 50, 1, "client-individual"),
+            (100, 1, 1, "client-individual"),
+            (1, 1, 1, "client-individual"),
+        ],
+    )
+    def test_acknowledgements_in_batches_within_half_the_prefetch(
+        self, prefetch: int, ack_batch: int, every: int, mode: str
+    ) -> None:
+        """ack_every is ack_batch bounded by half the prefetch; a batch of one is client-individual mode."""
+        cfg = config(prefetch=prefetch, dedup_window=max(prefetch, 1), ack_batch=ack_batch)
+        assert (cfg.ack_every, cfg.ack_mode) == (every, mode)
+
     def test_non_durable_has_no_subscription_name(self) -> None:
         """A non-durable subscription has no durable name."""
         assert config(durable=False, subscription_name="x").durable_name is None
@@ -281,6 +298,9 @@ class TestClientConfig:
             ({"upstream_client_id": "o'ss@1"}, "upstream_client_id"),
             ({"keepalive_gap_factor": 1}, "keepalive_gap_factor"),
             ({"keepalive_period": 0}, "keepalive_period"),
+            ({"ack_batch": 0}, "ack_batch"),
+            ({"ack_batch": 2.5}, "ack_batch"),
+            ({"ack_interval": -1}, "ack_interval"),
         ],
     )
     def test_invalid_is_config_error(self, overrides: dict[str, object], field: str) -> None:
