@@ -515,9 +515,10 @@ class ClientConfig:
     """Data events held during a resync (``HOLD_AND_REPLAY``); one more starts the resync over
     (``HOLD_OVERFLOW``) instead of growing memory without bound."""
     hold_limit_bytes: int = field(default=64 * 1024 * 1024, validator=_at_least(1, "a number of bytes"))
-    """Bytes of held data events (their messages as received; decoded, they take about as much again) during
-    a resync; more starts the resync over (``HOLD_OVERFLOW``). The one of the two limits reached first
-    counts."""
+    """Bytes of held data events during a resync, counted on their messages as received (headers included);
+    more starts the resync over (``HOLD_OVERFLOW``). The one of the two limits reached first counts. Held
+    events are kept packed: measured, the hold takes about a third of this in memory (64 MiB of 2 KB alarms,
+    17,600 events: 23 MB)."""
     resync_retry_max_delay: float = field(default=300.0, validator=_at_least(0, "seconds"))
     """The longest wait before a failed resync is asked again: the wait starts at ``resync_min_interval``
     and doubles with each failure in a row, up to this."""

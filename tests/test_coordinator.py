@@ -6,11 +6,13 @@ import itertools
 import signal
 import subprocess
 import sys
+import types
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from nfmp_client import (
     ClientConfig,
@@ -24,8 +26,11 @@ from nfmp_client import (
     StateFileMismatch,
     SystemInfoEvent,
 )
-from nfmp_client._coordinator import ResyncCoordinator, Settled, _tagged, answer
+from nfmp_client._coordinator import ResyncCoordinator, Settled, _pack, _tagged, _unpack, answer
+from nfmp_client.codec import decode_message, encode_event
 from nfmp_client.state import StateStore
+
+from .strategies import EVENT_STRATEGIES, named_alarm
 
 NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
 INFO = SystemInfoEvent(sys_start_time="1", jms_start_time="2", sys_primary_ip="192.0.2.10")
@@ -402,3 +407,32 @@ def test_an_event_is_tagged_in_place_once_and_copied_after() -> None:
     assert again is not fresh
     assert (fresh.header.resync_epoch, again.header.resync_epoch) == (3, 4)
     assert again == fresh  # the epoch is not part of an event's equality
+
+
+@given(st.one_of(*EVENT_STRATEGIES.values()))
+@settings(max_examples=200)
+def test_a_held_event_comes_back_equal_and_smaller(event: Any) -> None:
+    """A held event is kept packed and comes back equal, its epoch included."""
+    packed = _pack(event)
+    assert isinstance(packed, bytes)
+    back = _unpack(packed)
+    assert back == event
+    assert back.header.resync_epoch == event.header.resync_epoch
+
+
+def test_an_alarm_is_held_in_less_than_half_the_bytes_counted_for_it() -> None:
+    """Held, an alarm takes less than half of what is counted against hold_limit_bytes for it (its message
+    as received), so the limit bounds the hold's memory with room to spare."""
+    message = encode_event(named_alarm("held"))
+    headers = {**message.headers, "message-id": "ID:host-1-2-3:1:1:1:42", "destination": "/topic/t"}
+    event = decode_message(headers, message.body)
+    packed = _pack(event)
+    assert isinstance(packed, bytes)
+    assert len(packed) < (len(message.body) + 64 * len(headers)) / 2
+
+
+def test_an_event_that_cannot_be_pickled_is_held_as_it_is() -> None:
+    """Not one the codec made (a mapping proxy as attributes): held unpacked, handed back the same."""
+    event = ObjectDeletion(object_full_name="x", attributes=types.MappingProxyType({"a": "b"}))
+    assert _pack(event) is event
+    assert _unpack(event) is event
