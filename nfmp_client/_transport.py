@@ -166,6 +166,18 @@ def _end_on_tls_eof(transport: Any) -> None:
     transport.receive = receive_or_end
 
 
+def _no_delay(transport: Any) -> None:
+    """Send small frames (acknowledgements, heart-beats) at once.
+
+    stomp.py leaves Nagle's algorithm on, which holds a small write back while an earlier one is not yet
+    acknowledged by the peer's TCP, for up to its delayed-ACK time (40 ms on Linux).
+    """
+    sock = getattr(transport, "socket", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _tls_problem(config: ClientConfig, server: BrokerEndpoint) -> str | None:
     """Say why a TLS connection to *server* fails (stomp.py logs the reason and raises a bare error)."""
     tls = config.tls
@@ -580,6 +592,7 @@ class StompTransport:
             raise AttemptFailed(
                 LossReason.SOCKET_ERROR, f"{type(exc).__name__}: {exc}", self._server
             ) from None
+        _no_delay(conn.transport)
 
     def _receipt(self) -> tuple[str, threading.Event]:
         """Return a new receipt id and the event set when the broker answers it (an ERROR is kept)."""

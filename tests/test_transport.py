@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from nfmp_client._transport import _socket_error_caught
+from nfmp_client._transport import _no_delay, _socket_error_caught
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,19 @@ def test_only_the_connecting_threads_error_counts() -> None:
 
     assert caught.why is None
     assert not any(isinstance(f, type(caught)) for f in logging.getLogger("stomp.py").filters)
+
+
+def test_small_frames_are_sent_at_once() -> None:
+    """The socket stomp.py opened gets TCP_NODELAY: an acknowledgement is not held back by Nagle's algorithm
+    while an earlier frame waits for the peer's delayed ACK."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        with client:
+
+            class Transport:
+                socket = client
+
+            assert not client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            _no_delay(Transport())
+            assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            _no_delay(object())  # no socket (yet): nothing to do
