@@ -27,7 +27,7 @@ from ._engine import AttemptFailed, FrameBatch, FrameReceived, Lost, Opened, Tra
 from ._frames import install as install_frame_reader
 from ._status import LossReason
 
-__all__ = ["StompTransport", "stomp_transport"]
+__all__ = ["StompTransport", "no_delay", "stomp_transport"]
 
 log = logging.getLogger("nfmp_client.transport")
 
@@ -166,7 +166,7 @@ def _end_on_tls_eof(transport: Any) -> None:
     transport.receive = receive_or_end
 
 
-def _no_delay(transport: Any) -> None:
+def no_delay(transport: Any) -> None:
     """Send small frames (acknowledgements, heart-beats) at once.
 
     stomp.py leaves Nagle's algorithm on, which holds a small write back while an earlier one is not yet
@@ -592,7 +592,7 @@ class StompTransport:
             raise AttemptFailed(
                 LossReason.SOCKET_ERROR, f"{type(exc).__name__}: {exc}", self._server
             ) from None
-        _no_delay(conn.transport)
+        no_delay(conn.transport)
 
     def _receipt(self) -> tuple[str, threading.Event]:
         """Return a new receipt id and the event set when the broker answers it (an ERROR is kept)."""

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from nfmp_client._transport import _no_delay, _socket_error_caught
+from nfmp_client._transport import _socket_error_caught, no_delay
 
 
 @pytest.mark.parametrize(
@@ -61,6 +61,6 @@ def test_small_frames_are_sent_at_once() -> None:
                 socket = client
 
             assert not client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-            _no_delay(Transport())
+            no_delay(Transport())
             assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-            _no_delay(object())  # no socket (yet): nothing to do
+            no_delay(object())  # no socket (yet): nothing to do

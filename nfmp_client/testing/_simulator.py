@@ -51,6 +51,7 @@ from .._events import (
     TerminateClientSession,
 )
 from .._exceptions import NfmpError
+from .._transport import no_delay
 from ._activemq import ActiveMQAdmin, BrokerAdminError
 from ._model import EventGenerator, NetworkModel, ServerIdentity
 
@@ -776,6 +777,7 @@ class SimulatedServer:
                 except Exception as exc:  # noqa: BLE001  # any failure: retry until the deadline
                     failure = type(exc).__name__
                 else:
+                    no_delay(conn.transport)  # each event goes out at once, not after a delayed ACK
                     self._install(conn, serial)
                     return True
             if time.monotonic() > deadline:
