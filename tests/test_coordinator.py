@@ -19,6 +19,7 @@ from nfmp_client import (
     EventHeader,
     JmsMissedEvents,
     KeepAliveEvent,
+    ObjectCreation,
     ObjectDeletion,
     ResyncMode,
     ResyncReason,
@@ -426,6 +427,7 @@ def test_an_alarm_is_held_in_less_than_half_the_bytes_counted_for_it() -> None:
     message = encode_event(named_alarm("held"))
     headers = {**message.headers, "message-id": "ID:host-1-2-3:1:1:1:42", "destination": "/topic/t"}
     event = decode_message(headers, message.body)
+    assert isinstance(event, ObjectCreation)
     packed = _pack(event)
     assert isinstance(packed, bytes)
     assert len(packed) < (len(message.body) + 64 * len(headers)) / 2

@@ -37,7 +37,7 @@ def frames(draw: Any) -> bytes:
     preamble = (lead + command + eol + "".join(line + eol for line in lines) + eol).encode("utf-8")
     if draw(st.booleans()):
         preamble = preamble.replace(b"\xc3\xa9", b"\xff", 1)  # a byte that is not UTF-8
-    return preamble + body
+    return bytes(preamble + body)
 
 
 def _as_tuple(frame: Any) -> tuple[str, dict[str, str], bytes]:

@@ -600,7 +600,7 @@ class TestAcknowledgements:
         failed: list[str] = []
 
         def fail_once(event: DataEvent) -> None:
-            if event.attributes["alarmName"] == "m7" and not failed:
+            if isinstance(event, ObjectCreation) and event.attributes["alarmName"] == "m7" and not failed:
                 failed.append("m7")
                 raise RuntimeError("not yet")
 
@@ -621,7 +621,7 @@ class TestAcknowledgements:
         rig.start()
 
         def cut(event: DataEvent) -> None:
-            if event.attributes["alarmName"] == "m4":
+            if isinstance(event, ObjectCreation) and event.attributes["alarmName"] == "m4":
                 rig.a.drop()
 
         rig.handler.on_event_hook = cut

@@ -277,6 +277,8 @@ class TestDelivery:
         first), and nothing is dropped as a duplicate or handed over twice."""
 
         class FailsOnThe30th(Recorder):
+            failed = False
+
             def on_event(self, event: DataEvent) -> None:
                 if self.handled == 29 and not self.failed:
                     self.failed = True
@@ -284,7 +286,6 @@ class TestDelivery:
                 super().on_event(event)
 
         recorder = FailsOnThe30th()
-        recorder.failed = False  # type: ignore[attr-defined]
         config = config_for(f"{broker.host}:{broker.port}", prefetch=100)
         assert (config.ack_every, config.ack_mode) == (50, "client")
         client = running(config, recorder)
