@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -64,6 +65,21 @@ def watch(broker: BrokerInfo, state_home: Path, client_id: str, *options: str) -
         *("watch", "--server", f"{broker.host}:{broker.port}", "--client-id", client_id),
         *options,
     )
+
+
+def until_line(process: subprocess.Popen[str], text: str, *, timeout: float) -> str:
+    """Read *process*'s output until a line holds *text* (or *timeout* seconds passed); return what was read."""
+    assert process.stdout is not None
+    read, deadline = "", time.monotonic() + timeout
+    while text not in read and time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        line = process.stdout.readline()
+        if not line:
+            break
+        read += line
+    return read
 
 
 @pytest.fixture
@@ -142,8 +158,12 @@ def test_sigterm_ends_a_watch_as_ctrl_c_does(
     """SIGTERM (`kill`, `timeout`): the watcher stops, exit 0 (it had connected), nothing left in $TMPDIR."""
     processes.append(process := watch(broker, state_home, client_id))
     server.wait_for_subscriber(client_id, timeout=10)
+    # The broker has the subscription before the watcher has its confirmation: wait until it says so.
+    seen = until_line(process, "connected to ", timeout=10)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=20)
+
+    assert "connected to " in seen, seen
 
     assert process.returncode == 0, stderr
     assert stderr == ""
