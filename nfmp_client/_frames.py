@@ -31,6 +31,7 @@ _ESCAPE: Final = re.compile(r"\\.")
 _UNESCAPES: Final = {"\\r": "\r", "\\n": "\n", "\\c": ":", "\\\\": "\\"}
 _CONTENT_LENGTH: Final = re.compile(rb"content-length:\s*([0-9]+)")  # at a line start, as stomp.py reads it
 _EOL: Final = b"\n"
+_READ_BYTES: Final = 65536  # the most one read from the socket takes (stomp.py's own: 16 KiB)
 
 log = logging.getLogger("nfmp_client.transport")
 
@@ -193,4 +194,6 @@ def install(transport: Any, read_done: Callable[[], None]) -> bool:
     if getattr(transport, "_BaseTransport__auto_decode", True):
         return False  # stomp.py would decode bodies to str: leave it its own loop
     transport._BaseTransport__read_frames = _FrameReader(transport, read_done).read_frames
+    if getattr(transport, "_Transport__recv_bytes", _READ_BYTES) < _READ_BYTES:
+        transport._Transport__recv_bytes = _READ_BYTES  # fewer, fuller reads: larger batches of messages
     return True
