@@ -121,8 +121,13 @@ class _Inbox:
         self._held: deque[_Item] = deque()  # taken off the queue, not handled yet
         self._ready = threading.Event()
         self._watched = False
+        self._count_lock = threading.Lock()
+        self._in_lists = 0  # the messages in the lists on the queue, beyond one per list (see __len__)
 
     def put(self, item: _Post) -> None:
+        if type(item) is list:
+            with self._count_lock:
+                self._in_lists += len(item) - 1
         self._queue.put(item)
         if self._watched:  # read after the put: a waiter that set it checks the queue after setting it
             self._ready.set()
@@ -135,9 +140,14 @@ class _Inbox:
         except queue.Empty:
             return None
         if type(item) is list:
-            self._held.extend(item)
+            self._unpack(item)
             return self._held.popleft()
         return item  # type: ignore[return-value]  # not a list: an item
+
+    def _unpack(self, items: list[Decoded]) -> None:
+        self._held.extend(items)
+        with self._count_lock:
+            self._in_lists -= len(items) - 1
 
     def wait(self, clock: Clock, timeout: float | None) -> None:
         if self._held or not self._queue.empty():
@@ -146,7 +156,7 @@ class _Inbox:
             with suppress(queue.Empty):
                 item = self._queue.get(timeout=timeout)
                 if type(item) is list:
-                    self._held.extend(item)
+                    self._unpack(item)
                 else:
                     self._held.append(item)  # type: ignore[arg-type]  # not a list: an item
             return
@@ -164,7 +174,8 @@ class _Inbox:
             pass
 
     def __len__(self) -> int:
-        return len(self._held) + self._queue.qsize()
+        # The items waiting, a list of messages counted as its messages.
+        return len(self._held) + self._queue.qsize() + self._in_lists
 
 
 @final

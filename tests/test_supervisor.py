@@ -1384,3 +1384,21 @@ class TestQueue:
             ResyncReason.MISSED_EVENTS,
             ResyncReason.KEEPALIVE_GAP,
         ]
+
+
+def test_the_inbox_counts_the_messages_of_a_batch_one_by_one() -> None:
+    """The messages of one read travel as one list, but the depth (statistics.queue_depth) counts each."""
+    from nfmp_client._delivery import Decoded
+    from nfmp_client._supervisor import _Inbox
+    from nfmp_client.engine import Opened
+
+    inbox = _Inbox()
+    batch = [Decoded(1, f"m{i}", f"m{i}", KeepAliveEvent(), 0.0) for i in range(3)]
+    inbox.put(Opened(epoch=1))
+    inbox.put(batch)
+    assert len(inbox) == 4
+    assert isinstance(inbox.pop(), Opened)
+    assert len(inbox) == 3
+    assert [inbox.pop() for _ in range(3)] == batch
+    assert len(inbox) == 0
+    assert inbox.pop() is None
