@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
 import stomp
 from lxml import etree
 
@@ -77,8 +78,10 @@ def subscribe_offline(client_id: str) -> None:
     conn.disconnect(receipt="subscribed")
 
 
-def publish(count: int) -> None:
-    message = encode_event(ALARM)
+def publish(count: int, client_id: str) -> None:
+    # Addressed to this round's subscription alone (ALA_clientId): another subscription on the topic (another
+    # round, another run) does not store them.
+    message = encode_event(attrs.evolve(ALARM, header=attrs.evolve(ALARM.header, client_id=client_id)))
     conn = stomp.Connection12([("127.0.0.1", PORT)])
     conn.connect(wait=True)
     for _ in range(count):
@@ -116,7 +119,7 @@ def stored_for(kind: str, count: int) -> str:
     """A new durable subscription with *count* alarms stored for it, offline; return its client id."""
     client_id = f"bench-{kind}-{uuid.uuid4().hex[:6]}@1"
     subscribe_offline(client_id)
-    publish(count)
+    publish(count, client_id)
     return client_id
 
 
