@@ -50,7 +50,6 @@ from memory import (  # the publisher process, the broker and the cores, shared 
     SENT_HEADER,
     TOPIC,
     Publisher,
-    broker_pid,
     cpu_seconds,
     ensure_broker,
     new_config,
@@ -61,6 +60,7 @@ from memory import (  # the publisher process, the broker and the cores, shared 
     started_client,
 )
 from parse import ALARM, BASELINE_PARSER  # the typical alarm; lxml with the decoder's hardened options
+from pinning import broker_pid
 
 TARGET_P99_MS = 10.0
 PREFETCH = 100  # the client's default, for the hand-written consumer too

@@ -25,13 +25,13 @@ Usage: python benchmarks/memory.py [--slow-seconds S] [--hold-events N]   (the l
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import gc
 import json
 import logging
 import multiprocessing
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -62,6 +62,7 @@ from nfmp_client.codec import encode_event
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parse import ALARM  # the same typical alarm as the parse benchmark
+from pinning import broker_pid
 
 REPO = Path(__file__).resolve().parent.parent
 PORT = int(os.environ.get("NFMP_BROKER_PORT", "61613"))
@@ -81,20 +82,6 @@ def ensure_broker() -> None:
     subprocess.run(
         [sys.executable, str(REPO / "scripts" / "broker"), "start"], check=True, capture_output=True
     )
-
-
-def broker_pid() -> int | None:
-    """The process id of the project's broker serving PORT, or None."""
-    status = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "broker"), "status"],
-        check=False,
-        capture_output=True,
-        text=True,
-    )
-    found = re.search(r"stomp://[^\s]+:(\d+) \(pid (\d+)", status.stdout)
-    if found is None or int(found.group(1)) != PORT:
-        return None
-    return int(found.group(2))
 
 
 def cpu_seconds(pid: int | str) -> float:
@@ -117,10 +104,19 @@ def pin_broker() -> bool:
     if pid is None:
         return False
     try:
+        before = os.sched_getaffinity(pid)
         pin(pid, BROKER_CORE)
     except OSError:
         return False
+    atexit.register(unpin, pid, before)  # the broker outlives this run: leave it as it was
     return True
+
+
+def unpin(pid: int, cores: set[int]) -> None:
+    """Put every thread of process *pid* back on *cores*."""
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            os.sched_setaffinity(int(task.name), cores)
 
 
 def run_isolated(function: Callable[..., Any], *args: Any, core: int | None) -> Any:

@@ -18,18 +18,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+PORT = int(os.environ.get("NFMP_BROKER_PORT", "61613"))
 
 
 def broker_pid() -> int | None:
-    """The process id of the project's broker (``scripts/broker status``), or None if it is not running."""
+    """The process id of the project's broker (``scripts/broker status``) if it serves NFMP_BROKER_PORT."""
     status = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "broker"), "status"],
         check=False,
         capture_output=True,
         text=True,
     )
-    found = re.search(r"\(pid (\d+)", status.stdout)
-    return int(found.group(1)) if found else None
+    found = re.search(r"stomp://[^\s]+:(\d+) \(pid (\d+)", status.stdout)
+    if found is None or int(found.group(1)) != PORT:
+        return None
+    return int(found.group(2))
 
 
 def _affinity(pid: int) -> str | None:
