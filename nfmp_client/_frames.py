@@ -117,6 +117,7 @@ class _FrameReader:
         self._transport = transport
         self._read_done = read_done
         self._buffer = b""
+        self._cut = 0  # where the frames of the buffer being read end so far
 
     def read_frames(self) -> None:
         transport = self._transport
@@ -128,8 +129,11 @@ class _FrameReader:
                 transport.process_frame(HEARTBEAT_FRAME, data)
                 return
             buffer = self._buffer + data if self._buffer else data
-            self._buffer = b""
-            self._buffer = buffer[self._frames(buffer) :]
+            self._cut = 0
+            try:
+                self._frames(buffer)
+            finally:  # what a failing listener had not heard yet stays for the next read
+                self._buffer = buffer[self._cut :]
         finally:
             self._read_done()
 
@@ -155,8 +159,8 @@ class _FrameReader:
             return bytes(data)
         return None
 
-    def _frames(self, buffer: bytes) -> int:
-        # Hand over every whole frame in *buffer*; return where the rest (an incomplete frame) begins.
+    def _frames(self, buffer: bytes) -> None:
+        # Hand over every whole frame in *buffer*; _cut says where the rest (an incomplete frame) begins.
         process = self._transport.process_frame
         start, size = 0, len(buffer)
         while start < size:
@@ -174,11 +178,11 @@ class _FrameReader:
                         break  # not all here yet
                     nul = body_start + length
             frame = buffer[start:nul]
-            start = nul + 1
+            start = self._cut = nul + 1
             parsed = parse_frame(frame)
             if parsed is not None:
                 process(parsed, frame)
-        return start
+        self._cut = start
 
 
 def install(transport: Any, read_done: Callable[[], None]) -> bool:

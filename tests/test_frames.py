@@ -164,3 +164,27 @@ def test_nothing_installed_when_stomp_py_decodes_bodies() -> None:
     transport = Transport([("localhost", 1)], auto_decode=True)
     assert not install(transport, lambda: None)
     assert "_BaseTransport__read_frames" not in vars(transport)
+
+
+def test_a_listener_that_raises_loses_no_later_frame() -> None:
+    """A listener raising on the first frame of a read (stomp.py's loop logs it and reads on): the frames
+    after it in that read are heard at the next read, not dropped."""
+
+    class RaisesOnce(_Heard):
+        def on_message(self, frame: Any) -> None:
+            super().on_message(frame)
+            if len(self.frames) == 1:
+                raise RuntimeError("a listener's bug")
+
+    transport = Transport([("localhost", 1)], auto_decode=False)
+    heard = RaisesOnce()
+    transport.set_listener("heard", heard)
+    chunks = iter([b"".join(b"MESSAGE\nmessage-id:%d\n\n\x00" % i for i in range(3)), b"\n"])
+    transport.receive = lambda: next(chunks, b"")
+    transport.running = True
+    assert install(transport, lambda: None)
+
+    with pytest.raises(RuntimeError):
+        transport._BaseTransport__read_frames()
+    transport._BaseTransport__read_frames()  # the next read: a heart-beat's EOL
+    assert [frame[1]["message-id"] for frame in heard.frames] == ["0", "1", "2"]
