@@ -66,7 +66,11 @@ def parse_frame(frame: bytes) -> Any:
     replaced), leading blank lines are skipped, a header line without a colon or with an empty name is
     ignored, the first of repeated headers wins, and the body is the bytes after the blank line.
     """
-    preamble_end, body_start = _preamble_end(frame)
+    return _parse(frame, *_preamble_end(frame))
+
+
+def _parse(frame: bytes, preamble_end: int, body_start: int) -> Any:
+    # parse_frame, given where the headers end and the body begins (-1: no blank line, all headers).
     if preamble_end < 0:
         preamble_end = body_start = len(frame)
     preamble = frame[:preamble_end].decode("utf-8", "replace")
@@ -180,8 +184,10 @@ class _FrameReader:
                         break  # not all here yet
                     nul = body_start + length
             frame = buffer[start:nul]
+            if preamble_end >= 0:  # found above (before the first NUL): where it is in *frame*
+                preamble_end, body_start = preamble_end - start, body_start - start
             start = self._cut = nul + 1
-            parsed = parse_frame(frame)
+            parsed = _parse(frame, preamble_end, body_start)
             if parsed is not None:
                 process(parsed, frame)
         self._cut = start
