@@ -27,7 +27,6 @@ import logging
 import os
 import random
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -38,7 +37,9 @@ from typing import Any
 from nfmp_client import ClientConfig, ConnectionLost, ConnectionState, Handler, NfmpClient, RetryPolicy
 from nfmp_client.testing import FaultProxy, SimulatedServer
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pinning import ensure_broker
+
 PORT = int(os.environ.get("NFMP_BROKER_PORT", "61613"))
 SETTINGS: dict[str, dict[str, Any]] = {
     "default": {},  # ClientConfig's defaults, whatever they are
@@ -108,9 +109,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=5, help="trials per setting (default 5)")
     parser.add_argument("--skip-default", action="store_true", help="only the short settings (fast)")
     args = parser.parse_args()
-    subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "broker"), "start"], check=True, capture_output=True
-    )
+    ensure_broker()
     rng = random.Random(15)  # phases of the cut, not cryptography
     figures: dict[str, object] = {"trials": args.trials}
     maxima: dict[str, float] = {}

@@ -51,7 +51,6 @@ from memory import (  # the publisher process, the broker and the cores, shared 
     TOPIC,
     Publisher,
     cpu_seconds,
-    ensure_broker,
     new_config,
     own_only,
     pin_broker,
@@ -60,7 +59,8 @@ from memory import (  # the publisher process, the broker and the cores, shared 
     started_client,
 )
 from parse import ALARM, BASELINE_PARSER  # the typical alarm; lxml with the decoder's hardened options
-from pinning import broker_pid
+from pinning import broker_pid, ensure_broker
+from throughput import Counter  # counts events until the last
 
 TARGET_P99_MS = 10.0
 PREFETCH = 100  # the client's default, for the hand-written consumer too
@@ -273,22 +273,6 @@ def handwritten_drain(count: int, broker: int | None, publisher_core: int | None
     finally:
         remove_subscription(client_id)
     return figures
-
-
-class Counter(Handler):
-    """Counts events until *count*."""
-
-    def __init__(self, count: int) -> None:
-        """Expect *count* events."""
-        self.count = count
-        self.received = 0
-        self.done = threading.Event()
-
-    def on_event(self, event: DataEvent) -> None:
-        """Count the event."""
-        self.received += 1
-        if self.received == self.count:
-            self.done.set()
 
 
 def client_drain(count: int, broker: int | None, publisher_core: int | None) -> dict[str, float | None]:

@@ -33,7 +33,6 @@ import logging
 import multiprocessing
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -62,9 +61,8 @@ from nfmp_client.codec import encode_event
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parse import ALARM  # the same typical alarm as the parse benchmark
-from pinning import broker_pid
+from pinning import broker_pid, ensure_broker
 
-REPO = Path(__file__).resolve().parent.parent
 PORT = int(os.environ.get("NFMP_BROKER_PORT", "61613"))
 TOPIC = "5620-SAM-topic-xml"
 BROKER_CORE, CLIENT_CORE = 0, 1
@@ -75,13 +73,6 @@ SENT_HEADER = "benchSentNs"  # time.time_ns() when the publisher sent it: compar
 
 
 # ------------------------------------------------------------------------------ broker and cores
-
-
-def ensure_broker() -> None:
-    """Start the project's broker unless it runs (``scripts/broker start`` reuses a running one)."""
-    subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "broker"), "start"], check=True, capture_output=True
-    )
 
 
 def cpu_seconds(pid: int | str) -> float:

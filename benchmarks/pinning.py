@@ -1,9 +1,9 @@
-"""Pin the project's broker to one core and the benchmark process to another, and undo it afterwards.
+"""The project's broker for the benchmarks: start it, find it, pin it and the benchmark to cores of their own.
 
 On a machine with few cores the broker and the consumer compete for CPU, and any CPU the consumer spends also
 slows the broker down: the figures then measure the machine's scheduling as much as the consumer. Production
 runs the broker on another host; pinning the two to separate cores is the closest a single machine gets.
-Used by the benchmarks that consume from the broker (throughput, latency, memory).
+Used by the benchmarks that consume from the broker (throughput, latency, memory, detection).
 """
 
 from __future__ import annotations
@@ -19,6 +19,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PORT = int(os.environ.get("NFMP_BROKER_PORT", "61613"))
+
+
+def ensure_broker() -> None:
+    """Start the project's broker unless it runs (``scripts/broker start`` reuses a running one)."""
+    subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "broker"), "start"], check=True, capture_output=True
+    )
 
 
 def broker_pid() -> int | None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -48,20 +47,13 @@ from parse import (
     ALARM,  # the same typical alarm as the parse benchmark
     BASELINE_PARSER as HARDENED,  # the client's hardened parser options
 )
-from pinning import pinned
+from pinning import ensure_broker, pinned
 
-REPO = Path(__file__).resolve().parent.parent
 PORT = int(os.environ.get("NFMP_BROKER_PORT", "61613"))
 TOPIC = "5620-SAM-topic-xml"
 PREFETCH = 100
 TARGET_RATIO = 0.8  # the client / the ack-only consumer
 TARGET_HANDWRITTEN_RATIO = 1.0  # the client / the hand-written consumer
-
-
-def ensure_broker() -> None:
-    subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "broker"), "start"], check=True, capture_output=True
-    )
 
 
 def subscribe_offline(client_id: str) -> None:
